@@ -1,0 +1,3 @@
+from gantry_node.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The `gantry-node` command. Each subcommand lives in its own module and is one library call
+plus error translation; this module only assembles them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gantry_node import __version__
+
+# Each module defines `register(subparsers)`, which adds its parser(s) and sets `func`
+# (a callable taking the parsed args and returning an exit status).
+COMMAND_MODULES = [
+    "gantry_node.cli.deid_cmd",
+    "gantry_node.cli.secret_cmd",
+]
+
+
+class CommandError(Exception):
+    """An error the user can act on; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gantry-node",
+        description="DICOM de-identification gateway and offline curation tool.",
+    )
+    parser.add_argument("--version", action="version", version=f"gantry-node {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"gantry-node {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

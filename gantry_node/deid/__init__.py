@@ -1,0 +1,23 @@
+"""The pure de-identification core: dataset + policy in, dataset + change record out."""
+
+from gantry_node.deid.engine import Change, DeidError, DeidResult, deidentify
+from gantry_node.deid.identity import Identity
+from gantry_node.deid.markers import CLEAN_PIXEL_DATA, add_method_code
+from gantry_node.deid.policy import (
+    OPTIONS,
+    Policy,
+    PolicyError,
+    default_policy,
+    load_policy,
+    policy_from_mapping,
+)
+from gantry_node.deid.pseudonyms import Keys, SecretError, new_secret
+from gantry_node.deid.scan import Finding, findings_dataframe, findings_table, scan
+from gantry_node.deid.verify import verify
+
+__all__ = [
+    "CLEAN_PIXEL_DATA", "OPTIONS", "Change", "DeidError", "DeidResult", "Finding", "Identity",
+    "Keys", "Policy", "PolicyError", "SecretError", "add_method_code", "default_policy",
+    "deidentify", "findings_dataframe", "findings_table", "load_policy", "new_secret",
+    "policy_from_mapping", "scan", "verify",
+]

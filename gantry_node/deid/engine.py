@@ -1,0 +1,412 @@
+"""The de-identification engine: one dataset and a policy in, a new dataset and a record of
+every change out. Pure: no files, no clock, no logging; the input dataset is not modified.
+
+Every element at every depth gets one action:
+
+- a site override, if the policy has one for it;
+- private elements: removed, unless Retain Safe Private is on and Table E.3.10-1 lists the
+  element for its private creator;
+- overlay and curve groups (60xx, 50xx): by the table's range rules; when Overlay Data is
+  removed the rest of its group goes with it, so no half overlay is left behind;
+- attributes of Table E.1-1: the Basic Profile's action, or the action of an option in force;
+  combined codes resolve by the attribute's type in the instance's IOD (Type 1 -> D,
+  Type 2 -> Z, else the first code; X/Z/U* keeps a Type 1/2 sequence and replaces its UIDs);
+- anything else is kept; sequences are always walked, so nested attributes get the same rules.
+
+Inside a sequence whose action is D (e.g. Content Sequence) free text that the table does not
+list is replaced by a dummy; inside a C sequence (Clean Structured Content / Graphics) it is
+cleaned of identifying spans instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+from pydicom.uid import ExplicitVRLittleEndian
+
+from gantry_node import __version__
+from gantry_node.deid import profile
+from gantry_node.deid.identity import Identity, clean_text
+from gantry_node.deid.markers import apply_markers
+from gantry_node.deid.policy import Override, OverrideKey, Policy
+from gantry_node.deid.pseudonyms import Keys
+from gantry_node.deid.values import (
+    MAX_LENGTH,
+    TEXT_VRS,
+    UnparsableDate,
+    dummy_value,
+    empty_value,
+    shift_da,
+    shift_dt,
+)
+
+IMPLEMENTATION_CLASS_UID = "2.25.209741618398735281936925651036127462977"
+IMPLEMENTATION_VERSION_NAME = f"GANTRY_{__version__}"[:16]
+
+_PATIENT_NAME = 0x00100010
+_PATIENT_ID = 0x00100020
+
+
+class DeidError(ValueError):
+    """An element that cannot be de-identified; the message names the tag, never the value."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One element the engine changed. `path` names the element (sequence items included)."""
+
+    path: str
+    tag: int
+    keyword: str
+    vr: str
+    action: str  # X remove, Z empty, D dummy, U uid, C clean, shift, pseudonymize, replace
+    reason: str  # what asked for it: "basic profile: X", "option clean_descriptors: C", ...
+    original: object = field(default=None, repr=False, compare=False)  # in memory only
+
+    @property
+    def tag_text(self) -> str:
+        return f"({self.tag >> 16:04X},{self.tag & 0xFFFF:04X})"
+
+
+@dataclass
+class DeidResult:
+    dataset: Dataset
+    changes: list[Change]
+    originals: Dataset  # the original top-level elements that were changed (PS3.15 E.1.2)
+    identity: Identity = field(repr=False)
+
+
+def deidentify(ds: Dataset, policy: Policy, keys: Keys) -> DeidResult:
+    """De-identify `ds` under `policy`, with pseudonyms keyed by `keys`. The input is unchanged."""
+    walk = _Walk(ds, policy, keys)
+    out = walk.dataset(ds, (), "", "profile")
+    apply_markers(out, policy)
+    sop_class = out.get("SOPClassUID")
+    sop_instance = out.get("SOPInstanceUID")
+    if not sop_class or not sop_instance:
+        raise DeidError("(0008,0016)/(0008,0018): SOP Class and SOP Instance UID are required")
+    source_meta = getattr(ds, "file_meta", None)
+    out.file_meta = new_file_meta(
+        sop_class, sop_instance, source_meta.get("TransferSyntaxUID") if source_meta else None
+    )
+    originals = Dataset()
+    for tag in sorted(walk.changed_top):
+        originals[tag] = ds[tag]
+    return DeidResult(out, walk.changes, originals, walk.identity)
+
+
+def new_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str | None) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+class _Walk:
+    def __init__(self, ds: Dataset, policy: Policy, keys: Keys) -> None:
+        self.policy = policy
+        self.keys = keys
+        self.tables = profile.tables()
+        self.options = policy.options
+        self.sop_class = str(ds.get("SOPClassUID", ""))
+        self.identity = Identity.of(ds)
+        self.dates = policy.date_handling
+        self.offset = keys.date_offset(self.identity.patient_key, policy.date_shift_days)
+        self.changes: list[Change] = []
+        self.changed_top: set[int] = set()
+        self._top: int | None = None
+        self.original_patient_id = str(ds.get("PatientID", "") or "").strip()
+        overlay_rule = self.tables.by_repeating_element.get((0x6000, 0x3000))
+        self.drop_overlays = overlay_rule is not None and overlay_rule.action(self.options)[0] == "X"
+
+    # -- recording -----------------------------------------------------------------------
+    def record(self, path: str, tag: int, vr: str, action: str, reason: str, original=None) -> None:
+        self.changes.append(Change(path, tag, keyword_for_tag(tag) or "", vr, action, reason, original))
+        if self._top is not None:
+            self.changed_top.add(self._top)
+
+    # -- structure -----------------------------------------------------------------------
+    def dataset(self, ds: Dataset, seq_path: tuple[str, ...], where: str, mode: str) -> Dataset:
+        out = Dataset()
+        creators: dict[tuple[int, int], str] = {}
+        kept_blocks: set[tuple[int, int]] = set()
+        deferred_creators: dict[int, DataElement | RawDataElement] = {}
+        for raw in ds.elements():
+            tag = Tag(raw.tag)
+            if not seq_path:
+                self._top = tag
+            group, elem = tag.group, tag.element
+            if elem == 0 and group != 0x0008:  # group lengths are retired; never carried over
+                continue
+            if group == 0x0002:
+                continue
+            path = f"{where}{_tag_text(tag)}"
+            if group % 2 == 1:
+                if 0x0010 <= elem <= 0x00FF:
+                    creators[(group, elem)] = str(ds[tag].value or "").strip()
+                    deferred_creators[tag] = raw
+                    continue
+                kept = self.private(ds, tag, group, elem, creators, path, seq_path, mode, out)
+                if kept:
+                    kept_blocks.add((group, elem >> 8))
+                continue
+            base = profile.repeating_base(group)
+            if base is not None:
+                self.repeating(ds, tag, base, path, seq_path, mode, out)
+                continue
+            self.public(ds, tag, path, seq_path, mode, out)
+        for tag, raw in deferred_creators.items():
+            if (tag.group, tag.element) in kept_blocks:
+                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+            else:
+                self.record(f"{where}{_tag_text(tag)}", tag, "LO", "X", "private creator of removed block")
+        return out
+
+    def private(self, ds, tag, group, elem, creators, path, seq_path, mode, out) -> bool:
+        creator = creators.get((group, elem >> 8))
+        element = ds[tag]
+        if creator is None:
+            self.record(path, tag, element.VR, "X", "private element without creator")
+            return False
+        override = self.policy.overrides.get(OverrideKey(group=group, creator=creator, element=elem & 0xFF))
+        if override is not None:
+            return self.apply_override(element, override, path, seq_path, mode, out)
+        if "retain_safe_private" in self.options:
+            vr = self.tables.safe_private.get((group, creator.upper(), elem & 0xFF))
+            if vr is not None:
+                if element.VR == "UN" and vr not in ("", "UN"):
+                    # Read implicitly: give it the VR the table documents, so it stays usable.
+                    element = _convert_un(element, vr, ds)
+                self.keep(element, path, seq_path, mode, out)
+                return True
+            self.record(path, tag, element.VR, "X", "private: not in Table E.3.10-1 safe list",
+                        element.value)
+            return False
+        self.record(path, tag, element.VR, "X", "basic profile: private attributes X", element.value)
+        return False
+
+    def repeating(self, ds, tag, base, path, seq_path, mode, out) -> None:
+        element = ds[tag]
+        rule = self.tables.by_repeating_element.get((base, tag.element))
+        if rule is None:
+            rule = self.tables.whole_repeating_group.get(base)
+        if rule is None and base == 0x6000 and self.drop_overlays:
+            self.record(path, tag, element.VR, "X", "overlay group removed with its Overlay Data")
+            return
+        if rule is None:
+            self.keep(element, path, seq_path, mode, out)
+            return
+        code, reason = rule.action(self.options)
+        self.apply(element, code, reason, path, seq_path, mode, out)
+
+    def public(self, ds, tag, path, seq_path, mode, out) -> None:
+        override = self.policy.overrides.get(OverrideKey(tag=int(tag)))
+        rule = self.tables.by_tag.get(int(tag))
+        if override is None and rule is None:
+            raw = ds.get_item(tag)
+            vr = raw.VR if isinstance(raw, DataElement) else (raw.VR or _dictionary_vr(tag))
+            if vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
+                self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
+            else:  # untouched: share the immutable raw element (or a copy) without decoding it
+                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+            return
+        element = ds[tag]
+        if override is not None:
+            self.apply_override(element, override, path, seq_path, mode, out)
+            return
+        code, reason = rule.action(self.options)
+        if code == "Z" and int(tag) == _PATIENT_NAME and self.policy.pseudonymize_patient_name:
+            self.set(out, element, self.patient_pseudonym(), path, "pseudonymize",
+                     f"{reason}: Z, pseudonymous patient ID as name")
+            return
+        self.apply(element, code, reason, path, seq_path, mode, out)
+
+    # -- actions -------------------------------------------------------------------------
+    def apply(self, element, code, reason, path, seq_path, mode, out) -> None:
+        vr = element.VR
+        if "/" in code:
+            code = self.resolve(code, seq_path + (element.keyword or "",))
+        why = f"{reason}: {code}"
+        if code == "X":
+            self.record(path, element.tag, vr, "X", why, element.value)
+        elif code == "Z":
+            if not _is_empty(element):
+                self.set(out, element, empty_value(vr), path, "Z", why)
+            else:
+                out[element.tag] = copy.copy(element)
+        elif code == "D":
+            if vr == "SQ":
+                self.sequence(element, path, seq_path, "dummy", out)
+            elif vr == "UI":
+                self.set(out, element, self.uids(element.value), path, "U", why)
+            elif vr in ("DA", "DT") and self.dates != "REMOVED":
+                self.keep(element, path, seq_path, mode, out)
+            else:
+                self.set(out, element, dummy_value(vr), path, "D", why)
+        elif code in ("K", "U*"):
+            self.keep(element, path, seq_path, mode, out)
+        elif code == "U":
+            if vr == "SQ":
+                self.sequence(element, path, seq_path, mode, out)
+            elif _is_empty(element):
+                out[element.tag] = copy.copy(element)
+            else:
+                self.set(out, element, self.uids(element.value), path, "U", why)
+        elif code == "C":
+            self.clean(element, path, seq_path, why, out)
+        else:
+            raise DeidError(f"{path}: unknown action {code!r}")
+
+    def resolve(self, code: str, attr_path: tuple[str, ...]) -> str:
+        choices = code.split("/")
+        kind = profile.attribute_type(self.sop_class, attr_path)
+        if kind is None:  # SOP class unknown: keep the attribute present, with no identity in it
+            kind = "1" if "D" in choices or "U*" in choices else "2"
+        if kind in ("1", "2") and "U*" in choices:
+            return "U*"
+        if kind == "1":
+            return "D" if "D" in choices else choices[-1]
+        if kind == "2":
+            return "Z" if "Z" in choices else choices[-1]
+        return choices[0]
+
+    def keep(self, element, path, seq_path, mode, out, unlisted: bool = False) -> None:
+        vr = element.VR
+        if vr == "SQ":
+            self.sequence(element, path, seq_path, mode, out)
+        elif vr in ("DA", "DT") and self.dates == "MODIFIED" and not _is_empty(element):
+            self.shift(element, path, out, "dates shifted by the patient's offset")
+        elif unlisted and mode == "dummy" and vr in TEXT_VRS and not _is_empty(element):
+            self.set(out, element, dummy_value(vr), path, "D", "free text inside a D sequence")
+        elif unlisted and mode == "clean" and vr in TEXT_VRS and not _is_empty(element):
+            self.clean(element, path, seq_path, "free text inside a C sequence", out)
+        else:
+            out[element.tag] = copy.copy(element)
+
+    def sequence(self, element, path, seq_path, mode, out) -> None:
+        keyword = element.keyword or _tag_text(element.tag)
+        items = Sequence()
+        for i, item in enumerate(element.value or []):
+            items.append(self.dataset(item, seq_path + (keyword,), f"{path}[{i}].", mode))
+        out.add(DataElement(element.tag, "SQ", items))
+
+    def clean(self, element, path, seq_path, why, out) -> None:
+        vr = element.VR
+        if vr == "SQ":
+            self.sequence(element, path, seq_path, "clean", out)
+        elif vr in ("DA", "DT"):
+            if self.dates == "MODIFIED":
+                self.shift(element, path, out, why)
+            else:
+                out[element.tag] = copy.copy(element)
+        elif vr == "PN" and not _is_empty(element):
+            self.set(out, element, dummy_value("PN"), path, "D", why)
+        elif vr in TEXT_VRS and not _is_empty(element):
+            values = _values(element.value)
+            cleaned = [clean_text(str(v), self.identity) for v in values]
+            if any(reasons for _, reasons in cleaned):
+                reasons = sorted({r for _, rs in cleaned for r in rs})
+                new = [t for t, _ in cleaned]
+                self.set(out, element, new if len(new) > 1 else new[0], path, "C",
+                         f"{why} ({', '.join(reasons)})")
+            else:
+                out[element.tag] = copy.copy(element)
+        else:
+            out[element.tag] = copy.copy(element)
+
+    def shift(self, element, path, out, why) -> None:
+        fn = shift_da if element.VR == "DA" else shift_dt
+        try:
+            new = [fn(str(v), self.offset) for v in _values(element.value)]
+        except UnparsableDate:
+            self.set(out, element, empty_value(element.VR), path, "Z", f"{why}; unparsable date emptied")
+            return
+        self.set(out, element, new if len(new) > 1 else new[0], path, "shift", why)
+
+    def apply_override(self, element, override: Override, path, seq_path, mode, out) -> bool:
+        vr, why = element.VR, f"site override: {override.action}"
+        if override.action == "keep":
+            self.keep(element, path, seq_path, mode, out)
+        elif override.action == "remove":
+            self.record(path, element.tag, vr, "X", why, element.value)
+            return False
+        elif override.action == "empty":
+            self.set(out, element, empty_value(vr), path, "Z", why)
+        elif override.action == "replace":
+            self.set(out, element, override.value, path, "replace", why)
+        elif override.action == "pseudonymize":
+            if _is_empty(element):
+                out[element.tag] = copy.copy(element)
+            elif vr == "UI":
+                self.set(out, element, self.uids(element.value), path, "U", why)
+            elif vr == "SQ":
+                raise DeidError(f"{path}: a sequence cannot be pseudonymized")
+            else:
+                domain = element.keyword or _tag_text(element.tag)
+                length = min(16, MAX_LENGTH.get(vr, 16))
+                new = [self.keys.identifier(domain, str(v), length) for v in _values(element.value)]
+                self.set(out, element, new if len(new) > 1 else new[0], path, "pseudonymize", why)
+        return True
+
+    # -- values --------------------------------------------------------------------------
+    def set(self, out, element, value, path, action, reason) -> None:
+        try:
+            out.add(DataElement(element.tag, element.VR, value))
+        except (ValueError, TypeError) as exc:
+            raise DeidError(f"{path}: cannot set the {element.VR} value: {exc}") from None
+        self.record(path, element.tag, element.VR, action, reason, element.value)
+
+    def uids(self, value):
+        new = [self.keys.uid(str(v)) for v in _values(value) if str(v).strip()]
+        return new if len(new) != 1 else new[0]
+
+    def patient_pseudonym(self) -> str:
+        if self.original_patient_id:
+            return self.keys.identifier("PatientID", self.original_patient_id)
+        return self.keys.identifier("PatientName", self.identity.patient_key)
+
+
+def _values(value) -> list:
+    if isinstance(value, MultiValue | list | tuple):
+        return list(value)
+    return [value]
+
+
+def _is_empty(element: DataElement) -> bool:
+    value = element.value
+    return value is None or value == "" or value == b"" or (isinstance(value, list | Sequence) and not value)
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _dictionary_vr(tag) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _convert_un(element: DataElement, vr: str, ds: Dataset) -> DataElement:
+    """The UN element decoded as `vr` (little endian), or unchanged if it does not decode."""
+    from pydicom.values import convert_value
+
+    raw = RawDataElement(element.tag, vr, len(element.value or b""), element.value, 0, True, True)
+    try:
+        return DataElement(element.tag, vr, convert_value(vr, raw, getattr(ds, "_character_set", None)))
+    except Exception:  # noqa: BLE001 -- an undecodable value stays UN bytes, still kept
+        return element
+
+

@@ -1,0 +1,129 @@
+"""The original identity of an instance (held in memory only) and the free-text heuristics that
+look for it, and for things that look like PHI, in text the policy keeps."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+
+# Attributes whose values identify the patient or the order directly.
+ID_KEYWORDS = (
+    "PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator", "AdmissionID",
+    "IssuerOfPatientID", "StudyID", "PatientInsurancePlanCodeSequence",
+)
+UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "phone number": re.compile(r"(?<![\w.])(?:\+?\d{1,3}[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?!\d)"),
+    "street address": re.compile(
+        r"\b\d{1,5}\s+(?:[A-Za-z]+\s){1,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|"
+        r"drive|dr|court|way|place|pl|strasse|straße)\b\.?",
+        re.IGNORECASE,
+    ),
+    "e-mail address": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
+    "date": re.compile(
+        r"\b(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])\b"
+        r"|\b(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)?\d{2}\b"
+    ),
+    "record number": re.compile(r"\b(?:MRN|MR#|ID#|patient id)[:#\s]*[A-Z0-9-]{4,}\b", re.IGNORECASE),
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Identifying values of one instance. Never logged, never written outside the sealed
+    Encrypted Attributes Sequence; used to scan, clean and verify."""
+
+    name: str = field(default="", repr=False)
+    name_parts: tuple[str, ...] = field(default=(), repr=False)
+    ids: tuple[str, ...] = field(default=(), repr=False)
+    birth_date: str = field(default="", repr=False)
+    uids: tuple[str, ...] = field(default=(), repr=False)
+    patient_key: str = field(default="", repr=False)
+
+    @classmethod
+    def of(cls, ds: Dataset) -> Identity:
+        name = str(ds.get("PatientName", "") or "")
+        parts = tuple(sorted({p for p in re.split(r"[\^=\s,.]+", name) if len(p) >= 2}))
+        ids: set[str] = set()
+        for kw in ID_KEYWORDS:
+            value = ds.get(kw)
+            if value is None or isinstance(value, list) and not value:
+                continue
+            values = value if isinstance(value, list | tuple) else [value]
+            ids.update(str(v).strip() for v in values if str(v).strip() and not isinstance(v, Dataset))
+        for item in ds.get("OtherPatientIDsSequence", []) or []:
+            if item.get("PatientID"):
+                ids.add(str(item.PatientID).strip())
+        uids = tuple(str(ds.get(kw)) for kw in UID_KEYWORDS if ds.get(kw))
+        birth = str(ds.get("PatientBirthDate", "") or "").strip()
+        patient_id = str(ds.get("PatientID", "") or "").strip()
+        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        # The date offset follows the patient: by ID (and issuer) where there is one.
+        key = f"id:{issuer}:{patient_id}" if patient_id else f"name:{name}:{birth}"
+        return cls(name.strip(), parts, tuple(sorted(ids)), birth, uids, key)
+
+    def needles(self) -> list[tuple[str, str]]:
+        """(what, value) pairs whose presence in output means the identity leaked."""
+        out = [("patient name", self.name)] if len(self.name) >= 3 else []
+        out += [("patient name part", p) for p in self.name_parts if len(p) >= 3]
+        out += [("patient or order id", i) for i in self.ids if len(i) >= 3]
+        if len(self.birth_date) == 8:
+            out += [("birth date", f) for f in date_forms(self.birth_date)]
+        return out
+
+    def matches(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """Spans of `text` that carry this identity: (start, end, reason)."""
+        for part in self.name_parts:
+            for m in re.finditer(rf"(?<![A-Za-z]){re.escape(part)}(?![A-Za-z])", text, re.IGNORECASE):
+                yield m.start(), m.end(), "patient name part"
+        for value in self.ids:
+            if len(value) >= 3:
+                for m in re.finditer(re.escape(value), text, re.IGNORECASE):
+                    yield m.start(), m.end(), "patient or order id"
+        if len(self.birth_date) == 8:
+            for form in date_forms(self.birth_date):
+                for m in re.finditer(re.escape(form), text):
+                    yield m.start(), m.end(), "birth date"
+
+
+def date_forms(yyyymmdd: str) -> list[str]:
+    y, m, d = yyyymmdd[:4], yyyymmdd[4:6], yyyymmdd[6:8]
+    return [yyyymmdd, f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}",
+            f"{d}.{m}.{y}", f"{d}-{m}-{y}"]
+
+
+def phi_spans(text: str, identity: Identity) -> list[tuple[int, int, str]]:
+    """Every span of `text` that is the patient's identity or looks like PHI, merged."""
+    spans = list(identity.matches(text))
+    for reason, pattern in PATTERNS.items():
+        spans += [(m.start(), m.end(), reason) for m in pattern.finditer(text)]
+    spans.sort()
+    merged: list[tuple[int, int, str]] = []
+    for start, end, reason in spans:
+        if merged and start <= merged[-1][1]:
+            s, e, r = merged[-1]
+            merged[-1] = (s, max(e, end), r)
+        else:
+            merged.append((start, end, reason))
+    return merged
+
+
+REDACTED = "***"
+
+
+def clean_text(text: str, identity: Identity) -> tuple[str, list[str]]:
+    """The C action on free text: identifying spans replaced; returns (text, reasons)."""
+    spans = phi_spans(text, identity)
+    if not spans:
+        return text, []
+    out, last = [], 0
+    for start, end, _ in spans:
+        out.append(text[last:start])
+        out.append(REDACTED)
+        last = end
+    out.append(text[last:])
+    return "".join(out), sorted({r for _, _, r in spans})

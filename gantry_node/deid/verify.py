@@ -1,0 +1,88 @@
+"""Verification of a de-identified instance, before anything leaves.
+
+Fails (returns findings) when:
+- re-running the policy over the output would still remove something (X), or replace a UID
+  that is not a pseudonym (U);
+- the original name, name parts, IDs, birth date, or (without Retain UIDs) the original study,
+  series or instance UIDs occur anywhere in the encoded bytes;
+- Patient Identity Removed is not YES.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from pydicom.dataset import Dataset
+from pydicom.filewriter import write_dataset
+
+from gantry_node.deid.engine import deidentify
+from gantry_node.deid.identity import Identity
+from gantry_node.deid.policy import Policy
+from gantry_node.deid.pseudonyms import Keys
+from gantry_node.deid.scan import Finding
+
+# Bulk values searched only for long needles: a 3-byte ID matches random pixel bytes by chance.
+_BULK = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000500)
+_MIN_BULK_NEEDLE = 6
+_VERIFY_KEYS = Keys(b"gantry-node verification pass, not a site secret")
+
+
+def verify(ds: Dataset, policy: Policy, identity: Identity) -> list[Finding]:
+    findings: list[Finding] = []
+    if ds.get("PatientIdentityRemoved") != "YES":
+        findings.append(Finding("(0012,0062)", "(0012,0062)", "PatientIdentityRemoved", "CS",
+                                "Patient Identity Removed is not YES", "verify"))
+    second = deidentify(ds, policy, _VERIFY_KEYS)
+    for c in second.changes:
+        if c.action == "X":
+            findings.append(Finding(c.path, c.tag_text, c.keyword, c.vr,
+                                    f"still present, policy removes it ({c.reason})", "verify", c.original))
+        elif c.action == "U" and not _is_pseudonym(c.original) and "retain_uids" not in policy.options:
+            findings.append(Finding(c.path, c.tag_text, c.keyword, c.vr,
+                                    "UID not replaced by a pseudonym", "verify", c.original))
+    findings += leaked_values(ds, identity, policy)
+    return findings
+
+
+def _is_pseudonym(value) -> bool:
+    values = value if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
+    return all(str(v).startswith("2.25.") for v in values)
+
+
+def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Finding]:
+    needles = identity.needles()
+    if "retain_uids" not in policy.options:
+        needles += [("original UID", u) for u in identity.uids]
+    if not needles:
+        return []
+    meta = Dataset()
+    bulk: list[bytes] = []
+    for tag in ds.keys():
+        if int(tag) in _BULK:
+            value = ds.get_item(tag).value
+            if isinstance(value, bytes):
+                bulk.append(value)
+        else:
+            meta[tag] = ds.get_item(tag)
+    buffer = BytesIO()
+    write_dataset(_filebuf(buffer), meta)
+    text = buffer.getvalue().lower()
+    found: list[Finding] = []
+    for what, value in needles:
+        needle = value.encode("utf-8", "replace")
+        hit = needle.lower() in text
+        if not hit and len(needle) >= _MIN_BULK_NEEDLE:
+            hit = any(needle in b or needle.upper() in b or needle.lower() in b for b in bulk)
+        if hit:
+            found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
+                                 "verify", value))
+    return found
+
+
+def _filebuf(buffer: BytesIO):
+    from pydicom.filebase import DicomFileLike
+
+    fp = DicomFileLike(buffer)
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    return fp
