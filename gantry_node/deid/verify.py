@@ -57,7 +57,7 @@ def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Findi
         return []
     meta = Dataset()
     bulk: list[bytes] = []
-    for tag in ds.keys():
+    for tag in ds:
         if int(tag) in _BULK:
             value = ds.get_item(tag).value
             if isinstance(value, bytes):
