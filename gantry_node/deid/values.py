@@ -90,3 +90,12 @@ def shift_dt(value: str, offset: dt.timedelta) -> str:
         raise UnparsableDate(value) from None
     shifted = (day + offset).strftime("%Y%m%d")[: len(digits)]
     return shifted + core[8:] + (sign + zone if sign else "")
+
+
+def as_list(value) -> list:
+    """An element value as a list of its values (a single value, or a multi-valued one)."""
+    if isinstance(value, str | bytes) or value is None:
+        return [value]
+    if isinstance(value, list | tuple) or hasattr(value, "__iter__"):
+        return list(value)
+    return [value]

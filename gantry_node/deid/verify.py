@@ -21,6 +21,7 @@ from gantry_node.deid.identity import Identity
 from gantry_node.deid.policy import Policy
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.scan import Finding
+from gantry_node.deid.values import as_list
 
 # Bulk values searched only for long needles: a 3-byte ID matches random pixel bytes by chance.
 _BULK = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000500)
@@ -46,8 +47,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity) -> list[Finding]:
 
 
 def _is_pseudonym(value) -> bool:
-    values = value if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
-    return all(str(v).startswith("2.25.") for v in values)
+    return all(str(v).startswith("2.25.") for v in as_list(value))
 
 
 def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Finding]:
