@@ -1,3 +1,5 @@
 from gantry_node.cli import main
 
-raise SystemExit(main())
+# guarded: worker processes are started with "spawn", which imports this module again
+if __name__ == "__main__":
+    raise SystemExit(main())

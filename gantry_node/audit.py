@@ -1,0 +1,90 @@
+"""The audit trail: structlog JSON lines (to a file and/or stdout) and the same events in the
+store's append-only table.
+
+Only internal ids, pseudonymous UIDs, AE titles, addresses, counts and operator-readable
+reasons are logged. `allow_listed` drops any other field (and says which), so a careless
+`audit.event("received", patient=...)` cannot put a name in the log.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+EVENTS = (
+    "node_started", "node_stopped", "association_accepted", "association_rejected", "received", "duplicate",
+    "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
+    "delivery_retry", "forward_failed", "purged", "released", "recovered",
+)
+FIELDS = frozenset({
+    "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",
+    "peer", "destination", "status", "reason", "stage", "attempts", "count", "ae_title", "port", "bind",
+    "state", "retry_in", "withheld", "secret_created", "outcome", "changes",
+})
+
+
+def allow_listed(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Drop fields that are not known to be PHI-free."""
+    withheld = sorted(k for k in event_dict if k not in FIELDS)
+    for key in withheld:
+        del event_dict[key]
+    if withheld:
+        event_dict["withheld"] = withheld
+    return event_dict
+
+
+def utc_timestamp(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.setdefault("timestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return event_dict
+
+
+PROCESSORS = [structlog.processors.add_log_level, allow_listed, utc_timestamp,
+              structlog.processors.JSONRenderer(sort_keys=True)]
+
+
+class LineSink:
+    """A structlog logger that writes each rendered line to several streams."""
+
+    def __init__(self, streams: list[IO[str]]):
+        self.streams = streams
+        self._lock = threading.Lock()
+
+    def msg(self, line: str) -> None:
+        with self._lock:
+            for s in self.streams:
+                s.write(line + "\n")
+                s.flush()
+
+    info = warning = error = debug = msg
+
+
+class Audit:
+    """`event(name, instance=..., **fields)`: one JSON line out, one row in the audit table."""
+
+    def __init__(self, store=None, file: Path | None = None, stdout: bool = True):
+        self.store = store
+        streams: list[IO[str]] = []
+        self._file = None
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(file, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+            streams.append(self._file)
+        if stdout:
+            streams.append(sys.stdout)
+        self.log = structlog.wrap_logger(LineSink(streams), processors=list(PROCESSORS),
+                                         wrapper_class=structlog.BoundLogger)
+
+    def event(self, name: str, level: str = "info", **fields: Any) -> None:
+        getattr(self.log, level)(name, **fields)
+        if self.store is not None:
+            kept = allow_listed(None, level, dict(fields))
+            self.store.audit_append(name, fields.get("instance"), kept, time.time())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

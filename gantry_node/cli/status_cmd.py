@@ -1,0 +1,58 @@
+"""`gantry-node status`: counts per state, the oldest waiting instance, each destination's
+last success and failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from gantry_node.cli import CommandError
+from gantry_node.cli.serve_cmd import add_config_option, config_from_args
+from gantry_node.store import Store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show instance counts per state and each destination's health")
+    add_config_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=run)
+
+
+def open_existing_store(config) -> Store:
+    if not config.db_path.exists():
+        raise CommandError(f"no node state at {config.data_dir} (has `gantry-node serve` run with this config?)")
+    return Store(config.db_path)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t else "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    store = open_existing_store(config)
+    try:
+        counts = store.counts()
+        oldest = store.oldest_waiting()
+        pending = store.pending_by_destination()
+        seen = {d["name"]: d for d in store.destination_status()}
+    finally:
+        store.close()
+    dests = [{"name": d.name, "type": d.type, "pending": pending.get(d.name, 0),
+              "last_success": _when(seen.get(d.name, {}).get("last_success_at")),
+              "last_failure": _when(seen.get(d.name, {}).get("last_failure_at")),
+              "last_error": seen.get(d.name, {}).get("last_error") or "-"}
+             for d in config.effective_destinations()]
+    if args.json:
+        print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests}, indent=2))
+        return 0
+    print("state            count")
+    for state, n in counts.items():
+        print(f"{state:<16} {n:>6}")
+    waited = f" ({time.time() - oldest:.0f} s ago)" if oldest else ""
+    print(f"oldest waiting:  {_when(oldest)}{waited}")
+    print("destination      pending  last success          last failure          last error")
+    for d in dests:
+        print(f"{d['name']:<16} {d['pending']:>7}  {d['last_success']:<21} {d['last_failure']:<21} {d['last_error']}")
+    return 0

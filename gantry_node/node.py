@@ -1,0 +1,124 @@
+"""The running node: assembles the inbox, store, audit, SCP, worker pool and forwarders.
+
+Start-up is also recovery: rows a killed run left in `processing` are redone, inbox files no
+row refers to (never acknowledged) are removed, and forwarding resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from gantry_node.audit import Audit
+from gantry_node.config import Config, ConfigError, build_engines
+from gantry_node.deid import SecretError, new_secret
+from gantry_node.forwarder import Forwarder
+from gantry_node.inbox import Inbox
+from gantry_node.network.scp import start_scp
+from gantry_node.store import Store
+from gantry_node.worker import Dispatcher
+
+DAY = 86400.0
+
+
+def prepare_data_dir(config: Config) -> bool:
+    """Create the data directory (0700) and, on first start with the default secret location,
+    a new secret (0600). Returns True when a secret was created."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.data_dir, 0o700)
+    path = config.secret_path
+    if path.exists() or not config.secret_is_default:
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(new_secret() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def open_store(config: Config) -> Store:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Store(config.db_path)
+
+
+class Node:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stop_event = threading.Event()
+        self.secret_created = prepare_data_dir(config)
+        try:
+            build_engines(config)  # fail at start, naming the key, not in a worker later
+        except SecretError as exc:
+            raise ConfigError(f"secret_file: {exc}") from None
+        self.store = Store(config.db_path)
+        self.audit = Audit(self.store, config.audit_file, config.logging.stdout)
+        self.inbox = Inbox(config.inbox.resolve())
+        config.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dispatcher: Dispatcher | None = None
+        self.forwarders: list[Forwarder] = []
+        self.server = None
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        cfg = self.config
+        redo = self.store.requeue_processing()
+        swept = self.inbox.sweep(self.store.raw_paths())
+        if redo or swept:
+            self.audit.event("recovered", count=redo, state="processing", reason=f"{swept} unreferenced inbox files")
+        self.dispatcher = Dispatcher(cfg, self.store, self.audit, self.stop_event, on_clean=self._wake_forwarders)
+        self.forwarders = [Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
+                                     self._forwarded, cfg.node.tcp_nodelay) for d in cfg.effective_destinations()]
+        self.dispatcher.start()
+        for f in self.forwarders:
+            f.start()
+        purger = threading.Thread(target=self._purge_loop, name="retention", daemon=True)
+        purger.start()
+        self.threads = [self.dispatcher, *self.forwarders, purger]
+        self.server = start_scp(cfg.node, self.inbox, self.store, self.audit, on_received=self.dispatcher.wakeup.set)
+        self.audit.event("node_started", ae_title=cfg.node.ae_title, bind=cfg.node.bind, port=cfg.node.port,
+                         secret_created=self.secret_created)
+
+    def _wake_forwarders(self) -> None:
+        for f in self.forwarders:
+            f.wakeup.set()
+
+    def _forwarded(self, instance_id: int) -> None:
+        """Every destination acknowledged the instance: drop the outbox copies, apply retention."""
+        row = self.store.get(instance_id)
+        self.audit.event("forwarded", instance=instance_id, sop_uid=row.clean_uid if row else None)
+        for path in self.store.clean_paths(instance_id):
+            Path(path).unlink(missing_ok=True)
+        if self.config.retention.raw == "immediately" and row is not None:
+            self._purge_raw(row.id, row.raw_path)
+
+    def _purge_raw(self, instance_id: int, raw_path: str) -> None:
+        self.inbox.discard(raw_path)
+        self.store.mark_raw_purged(instance_id)
+        self.audit.event("purged", instance=instance_id, reason=f"retention {self.config.retention.raw}")
+
+    def _purge_loop(self) -> None:
+        keep = self.config.retention.raw
+        while not self.stop_event.wait(1.0 if keep == "immediately" else 60.0):
+            if keep == "keep":
+                continue
+            days = 0 if keep == "immediately" else int(keep)
+            # "immediately" is done on acknowledgement; this also catches ones a crash interrupted
+            for row in self.store.purge_due(time.time() - days * DAY):
+                self._purge_raw(row.id, row.raw_path)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.shutdown()
+        for t in self.threads:
+            if t is not self.dispatcher:
+                t.join(timeout=10)
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
+            self.dispatcher.join(timeout=10)
+        self.audit.event("node_stopped")
+        self.audit.close()
+        self.store.close()

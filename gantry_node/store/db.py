@@ -1,0 +1,346 @@
+"""The instance index: one row and one state per received instance, one row per delivery to
+each destination, and the append-only audit table.
+
+    received -> processing -> clean -> forwarded
+                           \\-> quarantined (reason)      clean -> forward_failed (retryable)
+
+Each transition is one SQLite transaction (WAL, synchronous=FULL: a committed row survives a
+power cut, which is what lets the SCP answer Success right after the commit).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from gantry_node.store.migrations import migrate
+
+STATES = ("received", "processing", "clean", "forwarded", "quarantined", "forward_failed", "purged")
+
+
+class StoreError(Exception):
+    """The index could not record something (disk full, locked, corrupt)."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: int
+    state: str
+    raw_path: str
+    sop_class: str
+    transfer_syntax: str
+    reason: str | None
+    stage: str | None
+    calling_ae: str | None
+    clean_uid: str | None
+    study_uid: str | None
+    series_uid: str | None
+    process_attempts: int
+    received_at: float
+    updated_at: float
+    raw_purged: bool
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    instance_id: int
+    destination: str
+    clean_path: str
+    clean_uid: str
+    sop_class: str
+    transfer_syntax: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CleanCopy:
+    """One de-identified file the worker wrote for one destination."""
+
+    destination: str
+    clean_path: str
+    clean_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class: str
+    transfer_syntax: str
+
+
+_INSTANCE_COLUMNS = ("id, state, raw_path, sop_class, transfer_syntax, reason, stage, calling_ae, clean_uid, "
+                     "study_uid, series_uid, process_attempts, received_at, updated_at, raw_purged")
+
+
+class Store:
+    """Thread-safe: one connection, one lock; every public method is one transaction."""
+
+    def __init__(self, path: str | Path, clock=time.time):
+        self.path = Path(path)
+        self.clock = clock
+        self._lock = threading.RLock()
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        with self._lock:
+            migrate(self.db, self.clock())
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"index database: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cur = self.db.conn.execute(sql, params)
+                names = [d[0] for d in cur.description]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            except sqlite3.Error as exc:
+                raise StoreError(f"index database: {exc}") from exc
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    def known(self, source_uid: str) -> dict | None:
+        rows = self._query("SELECT id, state, raw_path, raw_purged FROM instances WHERE source_uid = ?",
+                           [source_uid])
+        return rows[0] if rows else None
+
+    def add_received(self, source_uid: str, sop_class: str, transfer_syntax: str, raw_path: str,
+                     calling_ae: str, peer: str) -> tuple[int, str, str | None]:
+        """Record a received instance. Returns (id, outcome, replaced raw path):
+        outcome "new", "duplicate" (already held: the new copy is not needed) or "requeued"
+        (already forwarded or purged: processed and forwarded again, under the same UIDs)."""
+        now = self.clock()
+        with self._tx() as conn:
+            row = conn.execute("SELECT id, state, raw_path FROM instances WHERE source_uid = ?",
+                               [source_uid]).fetchone()
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO instances (source_uid, sop_class, transfer_syntax, raw_path, state, calling_ae, peer,"
+                    " received_at, updated_at) VALUES (?, ?, ?, ?, 'received', ?, ?, ?, ?)",
+                    [source_uid, sop_class, transfer_syntax, raw_path, calling_ae, peer, now, now])
+                return cur.lastrowid, "new", None
+            instance_id, state, old_path = row
+            if state not in ("forwarded", "purged"):
+                return instance_id, "duplicate", None
+            conn.execute(
+                "UPDATE instances SET state = 'received', raw_path = ?, transfer_syntax = ?, reason = NULL,"
+                " stage = NULL, raw_purged = 0, process_attempts = 0, updated_at = ? WHERE id = ?",
+                [raw_path, transfer_syntax, now, instance_id])
+            conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
+            return instance_id, "requeued", old_path
+
+    # --- processing --------------------------------------------------------------------------
+
+    def requeue_processing(self) -> int:
+        """On start: rows a previous run left in `processing` are redone from the raw file."""
+        with self._tx() as conn:
+            return conn.execute("UPDATE instances SET state = 'received', updated_at = ? WHERE state = 'processing'",
+                                [self.clock()]).rowcount
+
+    def requeue_one(self, instance_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE instances SET state = 'received', updated_at = ? "
+                         "WHERE id = ? AND state = 'processing'",
+                         [self.clock(), instance_id])
+
+    def claim(self, limit: int) -> list[Instance]:
+        with self._tx() as conn:
+            cur = conn.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE state = 'received' "
+                               "ORDER BY id LIMIT ?", [limit])
+            rows = [_instance(r) for r in cur.fetchall()]
+            conn.executemany("UPDATE instances SET state = 'processing', process_attempts = process_attempts + 1,"
+                             " updated_at = ? WHERE id = ?", [(self.clock(), r.id) for r in rows])
+        return rows
+
+    def mark_clean(self, instance_id: int, copies: list[CleanCopy]) -> None:
+        now = self.clock()
+        first = copies[0]
+        with self._tx() as conn:
+            conn.execute("UPDATE instances SET state = 'clean', clean_uid = ?, study_uid = ?, series_uid = ?,"
+                         " reason = NULL, stage = NULL, updated_at = ? WHERE id = ?",
+                         [first.clean_uid, first.study_uid, first.series_uid, now, instance_id])
+            conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
+            conn.executemany(
+                "INSERT INTO deliveries (instance_id, destination, clean_path, clean_uid, sop_class, transfer_syntax,"
+                " state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+                [(instance_id, c.destination, c.clean_path, c.clean_uid, c.sop_class, c.transfer_syntax, now)
+                 for c in copies])
+
+    def mark_quarantined(self, instance_id: int, reason: str, stage: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE instances SET state = 'quarantined', reason = ?, stage = ?, updated_at = ? "
+                         "WHERE id = ?", [reason, stage, self.clock(), instance_id])
+
+    # --- forwarding --------------------------------------------------------------------------
+
+    def due_deliveries(self, destination: str, limit: int) -> list[Delivery]:
+        rows = self._query(
+            "SELECT id, instance_id, destination, clean_path, clean_uid, sop_class, transfer_syntax, attempts "
+            "FROM deliveries WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?", [destination, self.clock(), limit])
+        return [Delivery(**r) for r in rows]
+
+    def delivered(self, delivery: Delivery) -> bool:
+        """Record an acknowledged delivery; True when that completes the instance (now forwarded)."""
+        now = self.clock()
+        with self._tx() as conn:
+            conn.execute("UPDATE deliveries SET state = 'delivered', delivered_at = ?, last_error = NULL,"
+                         " attempts = attempts + 1 WHERE id = ?", [now, delivery.id])
+            conn.execute("INSERT INTO destination_status (name, last_success_at) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET last_success_at = excluded.last_success_at",
+                         [delivery.destination, now])
+            open_ = conn.execute("SELECT COUNT(*) FROM deliveries WHERE instance_id = ? AND state != 'delivered'",
+                                 [delivery.instance_id]).fetchone()[0]
+            if open_ == 0:
+                conn.execute("UPDATE instances SET state = 'forwarded', forwarded_at = ?, updated_at = ? "
+                             "WHERE id = ? AND state = 'clean'", [now, now, delivery.instance_id])
+                return True
+            return False
+
+    def delivery_failed(self, delivery: Delivery, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt; `retry_at` None means attempts are exhausted. True when the
+        instance is now forward_failed."""
+        now = self.clock()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO destination_status (name, last_failure_at, last_error) VALUES (?, ?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET last_failure_at = excluded.last_failure_at,"
+                         " last_error = excluded.last_error", [delivery.destination, now, error])
+            if retry_at is not None:
+                conn.execute("UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                             "WHERE id = ?", [error, retry_at, delivery.id])
+                return False
+            conn.execute("UPDATE deliveries SET attempts = attempts + 1, last_error = ?, state = 'failed' "
+                         "WHERE id = ?", [error, delivery.id])
+            conn.execute("UPDATE instances SET state = 'forward_failed', reason = ?, stage = 'forward', "
+                         "updated_at = ? WHERE id = ? AND state = 'clean'",
+                         [f"{delivery.destination}: {error}", now, delivery.instance_id])
+            return True
+
+    def clean_paths(self, instance_id: int) -> list[str]:
+        return [r["clean_path"] for r in self._query(
+            "SELECT DISTINCT clean_path FROM deliveries WHERE instance_id = ?", [instance_id])]
+
+    # --- retention and operators ---------------------------------------------------------------
+
+    def purge_due(self, older_than: float) -> list[Instance]:
+        """Forwarded instances whose raw file is still there and was acknowledged before `older_than`."""
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE state = 'forwarded' AND raw_purged = 0"
+                           " AND forwarded_at <= ? ORDER BY id LIMIT 1000", [older_than])
+        return [_instance(tuple(r.values())) for r in rows]
+
+    def mark_raw_purged(self, instance_id: int, state: str | None = None) -> None:
+        with self._tx() as conn:
+            if state:
+                conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
+                             [state, self.clock(), instance_id])
+            else:
+                conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
+
+    def get(self, instance_id: int) -> Instance | None:
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE id = ?", [instance_id])
+        return _instance(tuple(rows[0].values())) if rows else None
+
+    def list_state(self, *states: str, limit: int = 1000) -> list[Instance]:
+        marks = ", ".join("?" * len(states))
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE state IN ({marks}) ORDER BY id LIMIT ?",
+                           [*states, limit])
+        return [_instance(tuple(r.values())) for r in rows]
+
+    def deliveries_of(self, instance_id: int) -> list[dict]:
+        return self._query("SELECT destination, state, attempts, last_error, clean_uid FROM deliveries "
+                           "WHERE instance_id = ? ORDER BY destination", [instance_id])
+
+    def release(self, instance_id: int) -> str:
+        """Quarantined -> received (the pipeline runs again); forward_failed -> clean (delivery
+        retried from attempt 0). Returns the new state; StoreError if neither applies."""
+        now = self.clock()
+        with self._tx() as conn:
+            row = conn.execute("SELECT state, raw_purged FROM instances WHERE id = ?", [instance_id]).fetchone()
+            if row is None:
+                raise StoreError(f"no instance {instance_id}")
+            state, purged = row
+            if state == "quarantined" and not purged:
+                conn.execute("UPDATE instances SET state = 'received', process_attempts = 0, updated_at = ?"
+                             " WHERE id = ?", [now, instance_id])
+                return "received"
+            if state == "forward_failed":
+                conn.execute("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ? "
+                             "WHERE instance_id = ? AND state = 'failed'", [now, instance_id])
+                conn.execute("UPDATE instances SET state = 'clean', updated_at = ? WHERE id = ?", [now, instance_id])
+                return "clean"
+            raise StoreError(f"instance {instance_id} is {state}; only quarantined or forward_failed can be released")
+
+    def counts(self) -> dict[str, int]:
+        rows = self._query("SELECT state, COUNT(*) AS n FROM instances GROUP BY state")
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({r["state"]: r["n"] for r in rows})
+        return counts
+
+    def oldest_waiting(self) -> float | None:
+        rows = self._query("SELECT MIN(received_at) AS t FROM instances WHERE state IN "
+                           "('received', 'processing', 'clean')")
+        return rows[0]["t"] if rows else None
+
+    def destination_status(self) -> list[dict]:
+        return self._query("SELECT name, last_success_at, last_failure_at, last_error FROM destination_status "
+                           "ORDER BY name")
+
+    def pending_by_destination(self) -> dict[str, int]:
+        rows = self._query("SELECT destination, COUNT(*) AS n FROM deliveries WHERE state = 'pending' "
+                           "GROUP BY destination")
+        return {r["destination"]: r["n"] for r in rows}
+
+    def raw_paths(self) -> set[str]:
+        return {r["raw_path"] for r in self._query("SELECT raw_path FROM instances WHERE raw_purged = 0")}
+
+    # --- audit -------------------------------------------------------------------------------
+
+    def audit_append(self, event: str, instance_id: int | None, fields: dict[str, Any], at: float) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO audit (at, event, instance_id, fields) VALUES (?, ?, ?, ?)",
+                         [at, event, instance_id, json.dumps(fields, sort_keys=True, default=str)])
+
+    def audit_since(self, after_id: int = 0, limit: int = 1000) -> list[dict]:
+        return self._query("SELECT id, at, event, instance_id, fields FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                           [after_id, limit])
+
+    def audit_last_id(self, back: int = 0) -> int:
+        rows = self._query("SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?", [back])
+        return rows[0]["id"] if rows else 0
+
+
+def _instance(row) -> Instance:
+    values = list(row.values()) if isinstance(row, dict) else list(row)
+    values[-1] = bool(values[-1])
+    return Instance(*values)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")

@@ -1,0 +1,57 @@
+"""Schema migrations, registered in code and recorded in the `migrations` table as applied.
+
+Append new steps at the end; never edit one that has shipped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db["instances"].create({
+        "id": int, "source_uid": str, "sop_class": str, "transfer_syntax": str, "raw_path": str,
+        "state": str, "reason": str, "stage": str, "calling_ae": str, "peer": str,
+        "clean_uid": str, "study_uid": str, "series_uid": str, "process_attempts": int,
+        "received_at": float, "updated_at": float, "forwarded_at": float, "raw_purged": int,
+    }, pk="id", not_null={"source_uid", "state", "raw_path"}, defaults={"process_attempts": 0, "raw_purged": 0})
+    db["instances"].create_index(["source_uid"], unique=True)
+    db["instances"].create_index(["state", "id"])
+    db["deliveries"].create({
+        "id": int, "instance_id": int, "destination": str, "clean_path": str, "clean_uid": str,
+        "sop_class": str, "transfer_syntax": str, "state": str, "attempts": int,
+        "next_attempt_at": float, "last_error": str, "delivered_at": float,
+    }, pk="id", foreign_keys=[("instance_id", "instances", "id")], defaults={"attempts": 0})
+    db["deliveries"].create_index(["instance_id", "destination"], unique=True)
+    db["deliveries"].create_index(["destination", "state", "next_attempt_at"])
+    db["destination_status"].create({
+        "name": str, "last_success_at": float, "last_failure_at": float, "last_error": str,
+    }, pk="name")
+    db["audit"].create({"id": int, "at": float, "event": str, "instance_id": int, "fields": str}, pk="id")
+    # the audit table is append-only: the database itself refuses edits and deletions
+    db.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+               "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+    db.execute("CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+               "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("initial schema", _v1_initial),
+]
+
+
+def migrate(db: sqlite_utils.Database, now: float) -> int:
+    """Apply every migration not yet recorded; returns how many ran."""
+    if "migrations" not in db.table_names():
+        db["migrations"].create({"version": int, "name": str, "applied_at": float}, pk="version")
+    done = {row["version"] for row in db["migrations"].rows}
+    ran = 0
+    for version, (name, step) in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        with db.conn:
+            step(db)
+            db.execute("INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)", [version, name, now])
+        ran += 1
+    return ran

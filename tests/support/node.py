@@ -1,0 +1,228 @@
+"""Helpers for the node's tests: small valid CT instances with planted PHI, a running node,
+and real peers (dcmtk storescu/storescp, Orthanc) on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from tests.conftest import REPO, cli_env, free_port
+
+# PHI planted in every synthetic instance; none of it may reach a destination or a log.
+PHI = {
+    "PatientName": "Doe^Jane^Marie",
+    "PatientID": "MRN-8675309",
+    "PatientBirthDate": "19610423",
+    "InstitutionName": "Saint Elsewhere General Hospital",
+    "OtherPatientIDs": "ALT-5551234",
+    "ReferringPhysicianName": "Kildare^James",
+}
+PRIVATE_CREATOR = "ACME_PHI_1"
+PRIVATE_NAME = "Doe Jane Marie private copy"
+
+PHI_STRINGS = [
+    "Doe^Jane", "Jane", "Marie", "MRN-8675309", "8675309", "19610423", "Saint Elsewhere", "ALT-5551234",
+    "Kildare", "private copy",
+]
+
+
+@dataclass
+class Study:
+    study_uid: str
+    series_uid: str
+    sop_uids: list[str]
+
+
+def make_ct(study_uid: str, series_uid: str, sop_uid: str, index: int = 1, size: int = 64,
+            patient: dict[str, str] | None = None) -> Dataset:
+    """One small valid CT Image Storage instance with planted PHI."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.StudyDate = "20240115"
+    ds.SeriesDate = "20240115"
+    ds.ContentDate = "20240115"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = "ACC12345"
+    ds.StudyID = "S1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = index
+    ds.StudyDescription = "CT CHEST"
+    ds.Manufacturer = "ACME"
+    for keyword, value in {**PHI, **(patient or {})}.items():
+        setattr(ds, keyword, value)
+    ds.PatientSex = "F"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImagePositionPatient = [0, 0, float(index)]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.SliceThickness = 1.0
+    ds.KVP = 120
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    rng = np.random.default_rng(index)
+    ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+    block = ds.private_block(0x0029, PRIVATE_CREATOR, create=True)
+    block.add_new(0x10, "LO", PRIVATE_NAME)
+    return ds
+
+
+def write_study(folder: Path, count: int, size: int = 64, patient: dict[str, str] | None = None,
+                prefix: str = "img") -> Study:
+    """`count` instances of one CT series in `folder` (file names carry no meaning)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    sops = []
+    for i in range(count):
+        sop = generate_uid()
+        make_ct(study, series, sop, i + 1, size, patient).save_as(folder / f"{prefix}{i:05d}.dcm",
+                                                                   enforce_file_format=True)
+        sops.append(sop)
+    return Study(study, series, sops)
+
+
+def dcmtk_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TCP_NODELAY"] = "1"
+    return env
+
+
+def storescu(port: int, files: list[Path] | Path, calling: str = "MODALITY", called: str = "GANTRY",
+             timeout: float = 120, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Send with dcmtk storescu; returns the finished process (its stderr names each status)."""
+    paths = [files] if isinstance(files, Path) else files
+    args = ["storescu", "-aet", calling, "-aec", called, *extra]
+    if isinstance(files, Path) and files.is_dir():
+        args += ["+sd", "+r"]
+    args += ["127.0.0.1", str(port), *map(str, paths)]
+    return subprocess.run(args, capture_output=True, text=True, env=dcmtk_env(), timeout=timeout)
+
+
+@contextmanager
+def storescp(folder: Path, ae_title: str = "RESEARCH", port: int | None = None) -> Iterator[int]:
+    """A dcmtk storescp writing what it receives into `folder`; yields its port."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", ae_title, "-od", str(folder), "+xa", str(port)],
+        env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        stop(proc)
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def node_config(tmp: Path, port: int, destinations: list[dict] | None = None, **sections) -> Path:
+    """A node.yaml for a test node on 127.0.0.1 with its data under tmp/data."""
+    doc = {
+        "node": {"ae_title": "GANTRY", "bind": "127.0.0.1", "port": port, **sections.pop("node", {})},
+        "data_dir": str(tmp / "data"),
+        "secret_file": str(tmp / "data" / "secret"),
+        "logging": {"file": str(tmp / "data" / "audit.log"), "stdout": True},
+        "workers": {"processes": 1},
+        **sections,
+    }
+    if destinations is not None:
+        doc["destinations"] = destinations
+    path = tmp / "node.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    (tmp / "data").mkdir(exist_ok=True, mode=0o700)
+    secret = tmp / "data" / "secret"
+    if not secret.exists():
+        secret.write_bytes(b"node-test-secret-0123456789abcdef")
+        secret.chmod(0o600)
+    return path
+
+
+@contextmanager
+def running_node(config: Path, port: int, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """`gantry-node serve --config CONFIG` as a child process, stopped (SIGTERM) afterwards."""
+    out = open(log or config.with_suffix(".out"), "ab")  # noqa: SIM115 -- closed in finally
+    proc = subprocess.Popen([sys.executable, "-m", "gantry_node", "serve", "--config", str(config)],
+                            env=cli_env(), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        wait_port(port, proc, timeout=30)
+        yield proc
+    finally:
+        stop(proc)
+        out.close()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def received_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def assert_no_phi(blobs: list[bytes], where: str) -> None:
+    for blob in blobs:
+        for needle in PHI_STRINGS:
+            assert needle.encode() not in blob, f"PHI {needle!r} found in {where}"
+
+
+def orthanc_available() -> bool:
+    return shutil.which("Orthanc") is not None
