@@ -226,3 +226,67 @@ def assert_no_phi(blobs: list[bytes], where: str) -> None:
 
 def orthanc_available() -> bool:
     return shutil.which("Orthanc") is not None
+
+
+@contextmanager
+def orthanc(tmp: Path, ae_title: str = "ORTHANC") -> Iterator[tuple[int, int]]:
+    """Our own Orthanc on loopback: yields (dicom_port, http_port)."""
+    import json
+
+    dicom_port, http_port = free_port(), free_port()
+    root = tmp / "orthanc"
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "research", "DicomAet": ae_title, "DicomPort": dicom_port, "HttpPort": http_port,
+        "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomServerEnabled": True,
+        "HttpServerEnabled": True, "Plugins": [], "DicomCheckCalledAet": False,
+    }))
+    log = open(root / "orthanc.log", "wb")  # noqa: SIM115 -- closed in finally
+    proc = subprocess.Popen(["Orthanc", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(http_port, proc)
+        wait_port(dicom_port, proc)
+        yield dicom_port, http_port
+    finally:
+        stop(proc)
+        log.close()
+
+
+def orthanc_get(http_port: int, path: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as r:
+        return r.read()
+
+
+def acknowledged(storescu_output: str) -> set[str]:
+    """File names storescu got a Success (or warning) response for, from its -v output."""
+    done, current = set(), None
+    for line in storescu_output.splitlines():
+        if "Sending file:" in line:
+            current = Path(line.split("Sending file:", 1)[1].strip()).name
+        elif "Received Store Response" in line and current:
+            if "(Success)" in line or "Warning" in line:
+                done.add(current)
+            current = None
+    return done
+
+
+def expected_clean_uids(secret_file: Path, original_uids) -> set[str]:
+    """The pseudonymous SOP Instance UIDs the node must produce (deterministic from the secret)."""
+    from gantry_node.deid import Keys
+
+    keys = Keys.from_file(secret_file)
+    return {keys.uid(u) for u in original_uids}
+
+
+def dicom_destination(name: str, port: int, **extra) -> dict:
+    return {"name": name, "ae_title": "RESEARCH", "host": "127.0.0.1", "port": port, **extra}
+
+
+def read_uids(files: list[Path]) -> list[str]:
+    import pydicom
+
+    return [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files]
