@@ -8,6 +8,7 @@ reasons are logged. `allow_listed` drops any other field (and says which), so a 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -64,10 +65,22 @@ class LineSink:
 
 
 class Audit:
-    """`event(name, instance=..., **fields)`: one JSON line out, one row in the audit table."""
+    """`event(name, instance=..., **fields)`: one JSON line out, one row in the audit table.
+
+    Table rows are written in batches by a background thread (every FLUSH_SECONDS), so an
+    audit event never holds up a C-STORE response; the JSON line is written at once."""
+
+    FLUSH_SECONDS = 0.25
 
     def __init__(self, store=None, file: Path | None = None, stdout: bool = True):
         self.store = store
+        self._pending: list[tuple[str, int | None, dict[str, Any], float]] = []
+        self._pending_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher = None
+        if store is not None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="audit-flush", daemon=True)
+            self._flusher.start()
         streams: list[IO[str]] = []
         self._file = None
         if file is not None:
@@ -83,8 +96,30 @@ class Audit:
         getattr(self.log, level)(name, **fields)
         if self.store is not None:
             kept = allow_listed(None, level, dict(fields))
-            self.store.audit_append(name, fields.get("instance"), kept, time.time())
+            with self._pending_lock:
+                self._pending.append((name, fields.get("instance"), kept, time.time()))
+
+    def flush(self) -> None:
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        if rows and self.store is not None:
+            try:
+                self.store.audit_append(rows)
+            except Exception:
+                with self._pending_lock:
+                    self._pending[:0] = rows
+                raise
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(self.FLUSH_SECONDS):
+            # a failed flush keeps its rows and is retried next time; the JSON lines have them
+            with contextlib.suppress(Exception):
+                self.flush()
 
     def close(self) -> None:
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        self.flush()
         if self._file is not None:
             self._file.close()

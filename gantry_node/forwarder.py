@@ -30,7 +30,7 @@ def backoff(dest: Destination, attempts: int) -> float:
 
 class Forwarder(threading.Thread):
     def __init__(self, dest: Destination, store: Store, audit: Audit, calling_ae: str, stop: threading.Event,
-                 on_forwarded: Callable[[int], None], tcp_nodelay: bool = True, batch: int = 64):
+                 on_forwarded: Callable[[list[int]], None], tcp_nodelay: bool = True, batch: int = 32):
         super().__init__(name=f"forward-{dest.name}", daemon=True)
         self.dest, self.store, self.audit, self.stop_event = dest, store, audit, stop
         self.on_forwarded = on_forwarded
@@ -66,18 +66,28 @@ class Forwarder(threading.Thread):
                     self.failed(d, error)
                 self.pause()
                 return
-        for d in due:
-            if self.stop_event.is_set():
-                return
-            result = self.send_one(d)
-            if result.delivered:
-                self.failures = 0
-                self.delivered(d, result)
-            else:
-                self.failed(d, result.note)
-                if result.status is None:  # transport trouble: back off the destination
-                    self.pause()
+        done: list[Delivery] = []
+        try:
+            for d in due:
+                if self.stop_event.is_set():
                     return
+                result = self.send_one(d)
+                if result.delivered:
+                    self.failures = 0
+                    done.append(d)
+                    self.log_delivered(d, result)
+                else:
+                    self.failed(d, result.note)
+                    if result.status is None:  # transport trouble: back off the destination
+                        self.pause()
+                        return
+        finally:
+            # acknowledged deliveries are recorded together (a crash before this re-sends
+            # them: at-least-once, under the same UIDs)
+            if done:
+                complete = self.store.delivered(done)
+                if complete:
+                    self.on_forwarded(complete)
 
     def send_one(self, d: Delivery) -> SendResult:
         if not Path(d.clean_path).is_file():
@@ -91,14 +101,11 @@ class Forwarder(threading.Thread):
             return SendResult(False, None, f"cannot write to the folder: {exc.strerror}")
         return SendResult(True, 0, "written")
 
-    def delivered(self, d: Delivery, result: SendResult) -> None:
+    def log_delivered(self, d: Delivery, result: SendResult) -> None:
         if result.warning:
             self.audit.event("delivery_warning", level="warning", instance=d.instance_id, destination=self.dest.name,
                              sop_uid=d.clean_uid, status=f"0x{result.status:04X}", reason=result.note)
-        complete = self.store.delivered(d)
         self.audit.event("delivered", instance=d.instance_id, destination=self.dest.name, sop_uid=d.clean_uid)
-        if complete:
-            self.on_forwarded(d.instance_id)
 
     def failed(self, d: Delivery, note: str) -> None:
         attempts = d.attempts + 1

@@ -23,6 +23,7 @@ class Inbox:
         """Store one instance durably; raises OSError (e.g. ENOSPC) with nothing left behind."""
         name = uuid.uuid4().hex
         final = self.root / name[:2] / f"{name}.dcm"
+        new_folder = not final.parent.exists()
         final.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = self.root / f"{TEMP_PREFIX}{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -38,7 +39,7 @@ class Inbox:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        for folder in (final.parent, self.root):
+        for folder in (final.parent, self.root) if new_folder else (final.parent,):
             _fsync_dir(folder)
         return final
 

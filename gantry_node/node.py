@@ -61,16 +61,23 @@ class Node:
         self.forwarders: list[Forwarder] = []
         self.server = None
         self.threads: list[threading.Thread] = []
+        # present only after an orderly stop; its absence at start means a crash or power cut
+        self.clean_stop_marker = config.data_dir / "stopped-cleanly"
 
     def start(self) -> None:
         cfg = self.config
         redo = self.store.requeue_processing()
+        if self.clean_stop_marker.exists():
+            self.clean_stop_marker.unlink()
+        else:
+            redo += self.store.requeue_clean()
         swept = self.inbox.sweep(self.store.raw_paths())
         if redo or swept:
-            self.audit.event("recovered", count=redo, state="processing", reason=f"{swept} unreferenced inbox files")
+            self.audit.event("recovered", count=redo, state="received", reason=f"{swept} unreferenced inbox files")
         self.dispatcher = Dispatcher(cfg, self.store, self.audit, self.stop_event, on_clean=self._wake_forwarders)
         self.forwarders = [Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
                                      self._forwarded, cfg.node.tcp_nodelay) for d in cfg.effective_destinations()]
+        self.dispatcher.warm_up()
         self.dispatcher.start()
         for f in self.forwarders:
             f.start()
@@ -85,19 +92,22 @@ class Node:
         for f in self.forwarders:
             f.wakeup.set()
 
-    def _forwarded(self, instance_id: int) -> None:
-        """Every destination acknowledged the instance: drop the outbox copies, apply retention."""
-        row = self.store.get(instance_id)
-        self.audit.event("forwarded", instance=instance_id, sop_uid=row.clean_uid if row else None)
-        for path in self.store.clean_paths(instance_id):
-            Path(path).unlink(missing_ok=True)
-        if self.config.retention.raw == "immediately" and row is not None:
-            self._purge_raw(row.id, row.raw_path)
+    def _forwarded(self, instance_ids: list[int]) -> None:
+        """Every destination acknowledged these instances: drop the outbox copies, apply retention."""
+        rows = self.store.forwarded_rows(instance_ids)
+        for row, clean_paths in rows:
+            self.audit.event("forwarded", instance=row.id, sop_uid=row.clean_uid)
+            for path in clean_paths:
+                Path(path).unlink(missing_ok=True)
+        if self.config.retention.raw == "immediately":
+            self._purge_raw([row for row, _ in rows])
 
-    def _purge_raw(self, instance_id: int, raw_path: str) -> None:
-        self.inbox.discard(raw_path)
-        self.store.mark_raw_purged(instance_id)
-        self.audit.event("purged", instance=instance_id, reason=f"retention {self.config.retention.raw}")
+    def _purge_raw(self, rows: list) -> None:
+        for row in rows:
+            self.inbox.discard(row.raw_path)
+        self.store.mark_raw_purged([row.id for row in rows])
+        for row in rows:
+            self.audit.event("purged", instance=row.id, reason=f"retention {self.config.retention.raw}")
 
     def _purge_loop(self) -> None:
         keep = self.config.retention.raw
@@ -106,8 +116,9 @@ class Node:
                 continue
             days = 0 if keep == "immediately" else int(keep)
             # "immediately" is done on acknowledgement; this also catches ones a crash interrupted
-            for row in self.store.purge_due(time.time() - days * DAY):
-                self._purge_raw(row.id, row.raw_path)
+            due = self.store.purge_due(time.time() - days * DAY)
+            if due:
+                self._purge_raw(due)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -122,3 +133,4 @@ class Node:
         self.audit.event("node_stopped")
         self.audit.close()
         self.store.close()
+        self.clean_stop_marker.touch()

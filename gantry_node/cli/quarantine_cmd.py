@@ -104,7 +104,9 @@ def run_release(args: argparse.Namespace) -> int:
         state = store.release(args.id)
         from gantry_node.audit import Audit
 
-        Audit(store, None, stdout=False).event("released", instance=args.id, state=state)
+        audit = Audit(store, None, stdout=False)
+        audit.event("released", instance=args.id, state=state)
+        audit.close()
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -125,10 +127,12 @@ def run_purge(args: argparse.Namespace) -> int:
         Path(row.raw_path).unlink(missing_ok=True)
         for path in store.clean_paths(args.id):
             Path(path).unlink(missing_ok=True)
-        store.mark_raw_purged(args.id, state="purged")
+        store.mark_raw_purged([args.id], state="purged")
         from gantry_node.audit import Audit
 
-        Audit(store, None, stdout=False).event("purged", instance=args.id, reason="operator purge")
+        audit = Audit(store, None, stdout=False)
+        audit.event("purged", instance=args.id, reason="operator purge")
+        audit.close()
     finally:
         store.close()
     print(f"instance {args.id} purged: raw file deleted, it will not be forwarded")

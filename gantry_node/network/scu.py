@@ -77,11 +77,12 @@ class DicomPeer:
         try:
             response = self.assoc.send_c_store(path)
         except (OSError, ValueError, AttributeError, RuntimeError) as exc:
-            self.close()
+            self.close(abort=True)
             return SendResult(False, None, f"cannot send: {type(exc).__name__}")
         status = getattr(response, "Status", None)
         if status is None:
-            self.close()
+            # the association is in an unknown state: abort it, so neither side waits on it
+            self.close(abort=True)
             return SendResult(False, None, "no response (timeout, abort or lost connection)")
         status = int(status)
         if status == 0x0000:
@@ -90,10 +91,10 @@ class DicomPeer:
             return SendResult(True, status, f"warning 0x{status:04X}: {WARNINGS[status]}")
         return SendResult(False, status, f"failure status 0x{status:04X}")
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self.assoc is not None:
             try:
-                if self.assoc.is_established:
+                if self.assoc.is_established and not abort:
                     self.assoc.release()
                 else:
                     self.assoc.abort()

@@ -4,8 +4,11 @@ each destination, and the append-only audit table.
     received -> processing -> clean -> forwarded
                            \\-> quarantined (reason)      clean -> forward_failed (retryable)
 
-Each transition is one SQLite transaction (WAL, synchronous=FULL: a committed row survives a
-power cut, which is what lets the SCP answer Success right after the commit).
+Each transition is one SQLite transaction (WAL). Recording a received instance is committed
+with synchronous=FULL (the row survives a power cut: that is what lets the SCP answer Success
+right after it); later transitions use NORMAL (durable across a crash of the process; a power
+cut may undo the last few, which are then simply redone: processing and forwarding are
+idempotent).
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
         with self._lock:
             migrate(self.db, self.clock())
@@ -100,10 +103,12 @@ class Store:
             self.db.conn.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self.db.conn
             try:
+                if durable:
+                    conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
@@ -113,6 +118,10 @@ class Store:
             except BaseException:
                 _rollback(conn)
                 raise
+            finally:
+                if durable:
+                    with suppress(sqlite3.Error):
+                        conn.execute("PRAGMA synchronous = NORMAL")
 
     def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -136,7 +145,7 @@ class Store:
         outcome "new", "duplicate" (already held: the new copy is not needed) or "requeued"
         (already forwarded or purged: processed and forwarded again, under the same UIDs)."""
         now = self.clock()
-        with self._tx() as conn:
+        with self._tx(durable=True) as conn:
             row = conn.execute("SELECT id, state, raw_path FROM instances WHERE source_uid = ?",
                                [source_uid]).fetchone()
             if row is None:
@@ -163,6 +172,13 @@ class Store:
             return conn.execute("UPDATE instances SET state = 'received', updated_at = ? WHERE state = 'processing'",
                                 [self.clock()]).rowcount
 
+    def requeue_clean(self) -> int:
+        """After an unclean stop: clean-but-unforwarded instances are derived again from their
+        raw files (their outbox files may not have reached the disk)."""
+        with self._tx() as conn:
+            return conn.execute("UPDATE instances SET state = 'received', updated_at = ? WHERE state = 'clean'",
+                                [self.clock()]).rowcount
+
     def requeue_one(self, instance_id: int) -> None:
         with self._tx() as conn:
             conn.execute("UPDATE instances SET state = 'received', updated_at = ? "
@@ -179,18 +195,25 @@ class Store:
         return rows
 
     def mark_clean(self, instance_id: int, copies: list[CleanCopy]) -> None:
+        self.mark_clean_many([(instance_id, copies)])
+
+    def mark_clean_many(self, outcomes: list[tuple[int, list[CleanCopy]]]) -> None:
+        with self._tx() as conn:
+            for instance_id, copies in outcomes:
+                self._mark_clean(conn, instance_id, copies)
+
+    def _mark_clean(self, conn: sqlite3.Connection, instance_id: int, copies: list[CleanCopy]) -> None:
         now = self.clock()
         first = copies[0]
-        with self._tx() as conn:
-            conn.execute("UPDATE instances SET state = 'clean', clean_uid = ?, study_uid = ?, series_uid = ?,"
-                         " reason = NULL, stage = NULL, updated_at = ? WHERE id = ?",
-                         [first.clean_uid, first.study_uid, first.series_uid, now, instance_id])
-            conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
-            conn.executemany(
-                "INSERT INTO deliveries (instance_id, destination, clean_path, clean_uid, sop_class, transfer_syntax,"
-                " state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-                [(instance_id, c.destination, c.clean_path, c.clean_uid, c.sop_class, c.transfer_syntax, now)
-                 for c in copies])
+        conn.execute("UPDATE instances SET state = 'clean', clean_uid = ?, study_uid = ?, series_uid = ?,"
+                     " reason = NULL, stage = NULL, updated_at = ? WHERE id = ?",
+                     [first.clean_uid, first.study_uid, first.series_uid, now, instance_id])
+        conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
+        conn.executemany(
+            "INSERT INTO deliveries (instance_id, destination, clean_path, clean_uid, sop_class, transfer_syntax,"
+            " state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+            [(instance_id, c.destination, c.clean_path, c.clean_uid, c.sop_class, c.transfer_syntax, now)
+             for c in copies])
 
     def mark_quarantined(self, instance_id: int, reason: str, stage: str) -> None:
         with self._tx() as conn:
@@ -206,22 +229,25 @@ class Store:
             "ORDER BY next_attempt_at, id LIMIT ?", [destination, self.clock(), limit])
         return [Delivery(**r) for r in rows]
 
-    def delivered(self, delivery: Delivery) -> bool:
-        """Record an acknowledged delivery; True when that completes the instance (now forwarded)."""
+    def delivered(self, deliveries: list[Delivery]) -> list[int]:
+        """Record acknowledged deliveries (one transaction); returns the instances this completes
+        (now forwarded)."""
         now = self.clock()
+        complete = []
         with self._tx() as conn:
-            conn.execute("UPDATE deliveries SET state = 'delivered', delivered_at = ?, last_error = NULL,"
-                         " attempts = attempts + 1 WHERE id = ?", [now, delivery.id])
-            conn.execute("INSERT INTO destination_status (name, last_success_at) VALUES (?, ?) "
-                         "ON CONFLICT(name) DO UPDATE SET last_success_at = excluded.last_success_at",
-                         [delivery.destination, now])
-            open_ = conn.execute("SELECT COUNT(*) FROM deliveries WHERE instance_id = ? AND state != 'delivered'",
-                                 [delivery.instance_id]).fetchone()[0]
-            if open_ == 0:
-                conn.execute("UPDATE instances SET state = 'forwarded', forwarded_at = ?, updated_at = ? "
-                             "WHERE id = ? AND state = 'clean'", [now, now, delivery.instance_id])
-                return True
-            return False
+            for delivery in deliveries:
+                conn.execute("UPDATE deliveries SET state = 'delivered', delivered_at = ?, last_error = NULL,"
+                             " attempts = attempts + 1 WHERE id = ?", [now, delivery.id])
+                open_ = conn.execute("SELECT COUNT(*) FROM deliveries WHERE instance_id = ? AND state != 'delivered'",
+                                     [delivery.instance_id]).fetchone()[0]
+                if open_ == 0 and conn.execute(
+                        "UPDATE instances SET state = 'forwarded', forwarded_at = ?, updated_at = ? "
+                        "WHERE id = ? AND state = 'clean'", [now, now, delivery.instance_id]).rowcount:
+                    complete.append(delivery.instance_id)
+            for name in {d.destination for d in deliveries}:
+                conn.execute("INSERT INTO destination_status (name, last_success_at) VALUES (?, ?) "
+                             "ON CONFLICT(name) DO UPDATE SET last_success_at = excluded.last_success_at", [name, now])
+        return complete
 
     def delivery_failed(self, delivery: Delivery, error: str, retry_at: float | None) -> bool:
         """Record a failed attempt; `retry_at` None means attempts are exhausted. True when the
@@ -254,13 +280,23 @@ class Store:
                            " AND forwarded_at <= ? ORDER BY id LIMIT 1000", [older_than])
         return [_instance(tuple(r.values())) for r in rows]
 
-    def mark_raw_purged(self, instance_id: int, state: str | None = None) -> None:
+    def mark_raw_purged(self, instance_ids: list[int], state: str | None = None) -> None:
         with self._tx() as conn:
-            if state:
-                conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
-                             [state, self.clock(), instance_id])
-            else:
-                conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
+            for instance_id in instance_ids:
+                if state:
+                    conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
+                                 [state, self.clock(), instance_id])
+                else:
+                    conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
+
+    def forwarded_rows(self, instance_ids: list[int]) -> list[tuple[Instance, list[str]]]:
+        """Each instance with the outbox paths of its clean copies."""
+        out = []
+        for instance_id in instance_ids:
+            row = self.get(instance_id)
+            if row is not None:
+                out.append((row, self.clean_paths(instance_id)))
+        return out
 
     def get(self, instance_id: int) -> Instance | None:
         rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE id = ?", [instance_id])
@@ -321,10 +357,12 @@ class Store:
 
     # --- audit -------------------------------------------------------------------------------
 
-    def audit_append(self, event: str, instance_id: int | None, fields: dict[str, Any], at: float) -> None:
+    def audit_append(self, rows: list[tuple[str, int | None, dict[str, Any], float]]) -> None:
+        """Append audit events (event, instance id, fields, time) in one transaction."""
         with self._tx() as conn:
-            conn.execute("INSERT INTO audit (at, event, instance_id, fields) VALUES (?, ?, ?, ?)",
-                         [at, event, instance_id, json.dumps(fields, sort_keys=True, default=str)])
+            conn.executemany("INSERT INTO audit (at, event, instance_id, fields) VALUES (?, ?, ?, ?)",
+                             [(at, event, instance_id, json.dumps(fields, sort_keys=True, default=str))
+                              for event, instance_id, fields, at in rows])
 
     def audit_since(self, after_id: int = 0, limit: int = 1000) -> list[dict]:
         return self._query("SELECT id, at, event, instance_id, fields FROM audit WHERE id > ? ORDER BY id LIMIT ?",

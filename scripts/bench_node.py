@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Benchmark the node against a baseline measured in the same run.
+
+    python scripts/bench_node.py [-n 2000] [--size 512] [--nagle-n 300] [--waiting 10000]
+
+1. baseline: dcmtk storescu -> dcmtk storescp, the same corpus (instances/s);
+2. node: storescu -> gantry-node -> storescp: ingest (acknowledged/s, when storescu finishes)
+   and end-to-end (arrived at storescp/s), peak RSS of the node and its worker processes;
+3. Nagle: end-to-end on a smaller corpus with node.tcp_nodelay false vs true;
+4. optionally, peak RSS with --waiting N instances held (research PACS down).
+
+All peers run with TCP_NODELAY=1 in their environment. storescu reads every file before it
+connects; that time is measured separately (against a closed port) and subtracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["TCP_NODELAY"] = "1"
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def make_corpus(folder: Path, n: int, size: int, per_series: int = 100) -> None:
+    """n synthetic CT instances (a disc phantom with noise), 100 per series, 5 series per patient."""
+    folder.mkdir(parents=True)
+    y, x = np.mgrid[:size, :size]
+    disc = ((x - size / 2) ** 2 + (y - size / 2) ** 2 < (size * 0.4) ** 2)
+    pixels = (np.where(disc, 1040, 24) + np.random.default_rng(0).integers(0, 40, (size, size))).astype(np.uint16)
+    data = pixels.tobytes()
+    study = series = None
+    for i in range(n):
+        if i % per_series == 0:
+            series = generate_uid()
+            if i % (per_series * 5) == 0:
+                study, patient = generate_uid(), i // (per_series * 5)
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, study
+        ds.PatientName = f"Bench^Patient{patient}"
+        ds.PatientID = f"BENCH{patient:06d}"
+        ds.PatientBirthDate = "19700101"
+        ds.InstitutionName = "Benchmark Hospital"
+        ds.StudyDate = ds.ContentDate = "20240101"
+        ds.AccessionNumber = f"A{patient:08d}"
+        ds.Modality = "CT"
+        ds.SeriesNumber, ds.InstanceNumber = 1, i % per_series + 1
+        ds.ImagePositionPatient = [0, 0, float(i % per_series)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [0.7, 0.7]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = data
+        ds.save_as(folder / f"{i:06d}.dcm", enforce_file_format=True)
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+def storescu(port: int, corpus: Path, called: str) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(["storescu", "-aec", called, "+sd", "127.0.0.1", str(port), str(corpus)],
+                          env=env(), capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0 and port != CLOSED_PORT:
+        raise RuntimeError(f"storescu failed: {proc.stderr[-500:]}")
+    return elapsed
+
+
+CLOSED_PORT = free_port()
+
+
+class Storescp:
+    def __init__(self, folder: Path, port: int):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.port = folder, port
+        self.proc = subprocess.Popen(["storescp", "-aet", "RESEARCH", "-od", str(folder), "+xa", str(port)],
+                                     env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def wait_count(folder: Path, n: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while count_files(folder) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {count_files(folder)} of {n} arrived in {folder}")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+class RssSampler(threading.Thread):
+    """Peak resident set size of a process and its children (the worker pool), sampled."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.peak_main, self.running = pid, 0, 0, True
+
+    def tree(self) -> list[int]:
+        pids, todo = [self.pid], [self.pid]
+        while todo:
+            p = todo.pop()
+            try:
+                kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            except OSError:
+                kids = []
+            pids += map(int, kids)
+            todo += map(int, kids)
+        return pids
+
+    @staticmethod
+    def rss(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def run(self) -> None:
+        while self.running:
+            pids = self.tree()
+            self.peak = max(self.peak, sum(self.rss(p) for p in pids))
+            self.peak_main = max(self.peak_main, self.rss(self.pid))
+            time.sleep(0.2)
+
+
+def start_node(work: Path, port: int, dest_port: int, workers: int, nodelay: bool = True) -> subprocess.Popen:
+    data = work / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(mode=0o700)
+    (data / "secret").write_bytes(b"benchmark-secret-0123456789abcdef")
+    config = work / "node.yaml"
+    config.write_text(yaml.safe_dump({
+        "node": {"bind": "127.0.0.1", "port": port, "ae_title": "GANTRY", "tcp_nodelay": nodelay},
+        "data_dir": str(data), "secret_file": str(data / "secret"), "workers": {"processes": workers},
+        "destinations": [{"name": "research", "ae_title": "RESEARCH", "host": "127.0.0.1", "port": dest_port,
+                          "backoff_initial": 0.5, "backoff_max": 2, "max_attempts": 100000}],
+        "logging": {"stdout": False},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "gantry_node", "serve", "--config", str(config)], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=open(work / "node.err", "ab"), cwd=REPO)  # noqa: SIM115
+    wait_port(port)
+    return proc
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_node(work: Path, corpus: Path, n: int, check: float, workers: int, nodelay: bool = True) -> dict:
+    out = work / f"node-out-{int(nodelay)}"
+    if out.exists():
+        shutil.rmtree(out)
+    dest = Storescp(out, free_port())
+    port = free_port()
+    node = start_node(work, port, dest.port, workers, nodelay)
+    sampler = RssSampler(node.pid)
+    sampler.start()
+    try:
+        t0 = time.perf_counter()
+        sent = storescu(port, corpus, "GANTRY")
+        arrived = wait_count(out, n, timeout=max(600, n))
+    finally:
+        sampler.running = False
+        stop_node(node)
+        dest.stop()
+    net = max(sent - check, 1e-6)
+    return {"ingest": n / net, "e2e": n / (arrived - t0 - check), "rss": sampler.peak, "rss_main": sampler.peak_main}
+
+
+def run_waiting(work: Path, n: int, workers: int) -> dict:
+    corpus = work / "waiting-corpus"
+    make_corpus(corpus, n, 128)
+    port = free_port()
+    node = start_node(work, port, CLOSED_PORT, workers)
+    sampler = RssSampler(node.pid)
+    sampler.start()
+    try:
+        storescu(port, corpus, "GANTRY")
+        # until every instance is de-identified and waiting for the (down) research PACS
+        import sqlite3
+
+        db = work / "data" / "gantry.db"
+        while True:
+            with sqlite3.connect(db) as conn:
+                left = conn.execute("SELECT COUNT(*) FROM instances WHERE state IN ('received', 'processing')"
+                                    ).fetchone()[0]
+            if left == 0:
+                break
+            time.sleep(1)
+        time.sleep(2)
+    finally:
+        sampler.running = False
+        stop_node(node)
+    shutil.rmtree(corpus)
+    return {"rss": sampler.peak, "rss_main": sampler.peak_main}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=2000, help="instances in the corpus (2000)")
+    ap.add_argument("--size", type=int, default=512, help="rows and columns of each CT image (512)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes in the node (2)")
+    ap.add_argument("--nagle-n", type=int, default=300, help="corpus size for the Nagle on/off comparison (300)")
+    ap.add_argument("--waiting", type=int, default=0, help="also measure RSS with this many instances waiting")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gantry-bench-"))
+    try:
+        corpus = work / "corpus"
+        t = time.perf_counter()
+        make_corpus(corpus, args.n, args.size)
+        print(f"corpus: {args.n} CT instances {args.size}x{args.size} ({time.perf_counter() - t:.1f} s to build)")
+        check = storescu(CLOSED_PORT, corpus, "X")
+        print(f"storescu file check before connecting: {check:.2f} s (subtracted below)")
+
+        base_out = work / "baseline-out"
+        dest = Storescp(base_out, free_port())
+        try:
+            t0 = time.perf_counter()
+            storescu(dest.port, corpus, "RESEARCH")
+            done = wait_count(base_out, args.n, 600)
+        finally:
+            dest.stop()
+        baseline = args.n / (done - t0 - check)
+        shutil.rmtree(base_out)
+
+        node = run_node(work, corpus, args.n, check, args.workers)
+        mb = 1024 * 1024
+        print(f"baseline storescu -> storescp:      {baseline:8.1f} instances/s")
+        print(f"node ingest (acknowledged):         {node['ingest']:8.1f} instances/s  "
+              f"ratio to baseline {node['ingest'] / baseline:.2f}")
+        print(f"node end-to-end (at storescp):      {node['e2e']:8.1f} instances/s  "
+              f"ratio to baseline {node['e2e'] / baseline:.2f}")
+        print(f"node peak RSS: {node['rss'] / mb:.0f} MB with workers ({node['rss_main'] / mb:.0f} MB main process)")
+
+        if args.nagle_n:
+            small = work / "nagle-corpus"
+            small.mkdir()
+            for p in sorted(corpus.iterdir())[: args.nagle_n]:
+                os.link(p, small / p.name)
+            check_small = storescu(CLOSED_PORT, small, "X")
+            on = run_node(work, small, args.nagle_n, check_small, args.workers, nodelay=True)
+            off = run_node(work, small, args.nagle_n, check_small, args.workers, nodelay=False)
+            print(f"Nagle ({args.nagle_n} instances): node.tcp_nodelay true: ingest {on['ingest']:.1f}/s, "
+                  f"end-to-end {on['e2e']:.1f}/s; false: ingest {off['ingest']:.1f}/s, end-to-end {off['e2e']:.1f}/s "
+                  f"(end-to-end x{on['e2e'] / off['e2e']:.2f} with TCP_NODELAY)")
+        if args.waiting:
+            w = run_waiting(work, args.waiting, args.workers)
+            print(f"peak RSS with {args.waiting} instances waiting (PACS down): {w['rss'] / mb:.0f} MB with workers "
+                  f"({w['rss_main'] / mb:.0f} MB main process)")
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
