@@ -99,8 +99,11 @@ def handle_requested(event: evt.Event, settings: NodeSettings, audit: Audit) -> 
     elif settings.allowed_addresses and not _address_allowed(peer, settings.allowed_addresses):
         reason, diagnostic = "source address not allowed", 0x01
     if reason:
-        event.assoc.acse.send_reject(0x01, 0x01, diagnostic)
         audit.event("association_rejected", level="warning", calling_ae=calling, peer=peer, reason=reason)
+        event.assoc.acse.send_reject(0x01, 0x01, diagnostic)
+        # as pynetdicom's own rejections do: wait until the A-ASSOCIATE-RJ is out before the
+        # connection is shut, or the peer may only see the connection drop
+        event.assoc.kill()
 
 
 def handle_accepted(event: evt.Event, audit: Audit) -> None:
