@@ -13,13 +13,16 @@ from gantry_node.store.db import CleanCopy
 from gantry_node.store.migrations import MIGRATIONS
 
 
+CT, ELE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"
+
+
 def _copy(dest="research"):
-    return CleanCopy(dest, "/out/a.dcm", "2.25.1", "2.25.2", "2.25.3", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+    return CleanCopy(dest, "/out/a.dcm", "2.25.1", "2.25.2", "2.25.3", CT, ELE)
 
 
 def test_lifecycle_and_duplicates(tmp_path):
     store = Store(tmp_path / "db")
-    iid, outcome, _ = store.add_received("1.2.3", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1", "/in/a", "CT", "::1")
+    iid, outcome, _ = store.add_received("1.2.3", CT, ELE, "/in/a", "CT", "::1")
     assert outcome == "new"
     assert store.add_received("1.2.3", "x", "y", "/in/b", "CT", "::1")[1] == "duplicate"
     [row] = store.claim(10)
