@@ -12,7 +12,6 @@ from gantry_node.store import Store
 from gantry_node.store.db import CleanCopy
 from gantry_node.store.migrations import MIGRATIONS
 
-
 CT, ELE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"
 
 
