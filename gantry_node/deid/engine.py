@@ -239,7 +239,7 @@ class _Walk:
     def apply(self, element, code, reason, path, seq_path, mode, out) -> None:
         vr = element.VR
         if "/" in code:
-            code = self.resolve(code, seq_path + (element.keyword or "",))
+            code = profile.resolve_combined(code, self.sop_class, seq_path + (element.keyword or "",))
         why = f"{reason}: {code}"
         if code == "X":
             self.record(path, element.tag, vr, "X", why, element.value)
@@ -270,19 +270,6 @@ class _Walk:
             self.clean(element, path, seq_path, why, out)
         else:
             raise DeidError(f"{path}: unknown action {code!r}")
-
-    def resolve(self, code: str, attr_path: tuple[str, ...]) -> str:
-        choices = code.split("/")
-        kind = profile.attribute_type(self.sop_class, attr_path)
-        if kind is None:  # SOP class unknown: keep the attribute present, with no identity in it
-            kind = "1" if "D" in choices or "U*" in choices else "2"
-        if kind in ("1", "2") and "U*" in choices:
-            return "U*"
-        if kind == "1":
-            return "D" if "D" in choices else choices[-1]
-        if kind == "2":
-            return "Z" if "Z" in choices else choices[-1]
-        return choices[0]
 
     def keep(self, element, path, seq_path, mode, out, unlisted: bool = False) -> None:
         vr = element.VR

@@ -93,3 +93,23 @@ def attribute_type(sop_class_uid: str | None, path: tuple[str, ...]) -> str | No
     if iod is None:
         return None
     return iods.get(iod, {}).get("/".join(path), "3")
+
+
+def resolve_combined(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) -> str:
+    """The single action a combined code (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) takes for the attribute
+    at `attr_path` in the instance's IOD: Type 1 -> D, Type 2 -> Z, otherwise the first code.
+    X/Z/U* keeps a Type 1 or 2 sequence with its UIDs replaced (U*), so references stay intact.
+    With an unknown SOP class the attribute stays present, holding nothing identifying."""
+    if "/" not in code:
+        return code
+    choices = code.split("/")
+    kind = attribute_type(sop_class_uid, attr_path)
+    if kind is None:
+        kind = "1" if "D" in choices or "U*" in choices else "2"
+    if kind in ("1", "2") and "U*" in choices:
+        return "U*"
+    if kind == "1":
+        return "D" if "D" in choices else choices[-1]
+    if kind == "2":
+        return "Z" if "Z" in choices else choices[-1]
+    return choices[0]
