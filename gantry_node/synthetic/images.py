@@ -3,6 +3,7 @@ multi-frame secondary capture."""
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
@@ -21,14 +22,19 @@ def rng_for(builder) -> np.random.Generator:
 
 
 def phantom(rows: int, columns: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-    """A body-like ellipse in air, with two darker lungs and a bright spine, in HU-like units."""
+    """A body-like ellipse in air, with two darker lungs and a bright spine, in HU-like units, plus noise."""
+    return _anatomy(rows, columns, round(scale, 3)) + rng.standard_normal((rows, columns), dtype=np.float32) * 12
+
+
+@functools.lru_cache(maxsize=32)
+def _anatomy(rows: int, columns: int, scale: float) -> np.ndarray:
     y, x = np.ogrid[-1:1:rows * 1j, -1:1:columns * 1j]
     image = np.full((rows, columns), -1000.0, dtype=np.float32)
     image[(x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1] = 40
     for cx in (-0.4, 0.4):
         image[((x - cx) / 0.3) ** 2 + ((y + 0.05) / 0.4) ** 2 <= scale] = -800
     image[(x / 0.1) ** 2 + ((y - 0.45) / 0.1) ** 2 <= 1] = 700
-    image += rng.normal(0, 12, size=image.shape).astype(np.float32)
+    image.flags.writeable = False  # shared between calls
     return image
 
 
