@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
@@ -56,11 +57,19 @@ def check_dataset(ds: Dataset, source: str | Path = "<dataset>") -> None:
     _decode_all(ds, source, "")
     if "PixelData" in ds:
         _check_pixel_length(ds, source)
+    elif ("Rows" in ds or "Image" in ds.SOPClassUID.name) and not any(
+            k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
+        raise BadInput(source, "(7FE0,0010): image attributes present but no pixel data (file truncated?)")
 
 
 def _decode_all(ds: Dataset, source, where: str) -> None:
-    for tag in list(ds.keys()):
+    for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
         label = f"{where}({tag.group:04X},{tag.element:04X})"
+        raw = ds.get_item(tag)
+        # pydicom accepts a value cut short by the end of the file; the length field tells.
+        if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF and raw.value is not None \
+                and len(raw.value) != raw.length:
+            raise BadInput(source, f"{label}: value is {len(raw.value)} of {raw.length} bytes (file truncated)")
         try:
             elem = ds[tag]
         except Exception as exc:  # noqa: BLE001 -- any decoding failure is bad input

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
@@ -38,9 +37,11 @@ from gantry_node.deid.markers import apply_markers
 from gantry_node.deid.policy import Override, OverrideKey, Policy
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.values import (
+    CODE_ATTRIBUTES,
     MAX_LENGTH,
     TEXT_VRS,
     UnparsableDate,
+    as_list,
     dummy_value,
     empty_value,
     shift_da,
@@ -216,7 +217,9 @@ class _Walk:
         if override is None and rule is None:
             raw = ds.get_item(tag)
             vr = raw.VR if isinstance(raw, DataElement) else (raw.VR or _dictionary_vr(tag))
-            if vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
+            if int(tag) in CODE_ATTRIBUTES:
+                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+            elif vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
                 self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
@@ -313,7 +316,7 @@ class _Walk:
         elif vr == "PN" and not _is_empty(element):
             self.set(out, element, dummy_value("PN"), path, "D", why)
         elif vr in TEXT_VRS and not _is_empty(element):
-            values = _values(element.value)
+            values = as_list(element.value)
             cleaned = [clean_text(str(v), self.identity) for v in values]
             if any(reasons for _, reasons in cleaned):
                 reasons = sorted({r for _, rs in cleaned for r in rs})
@@ -328,7 +331,7 @@ class _Walk:
     def shift(self, element, path, out, why) -> None:
         fn = shift_da if element.VR == "DA" else shift_dt
         try:
-            new = [fn(str(v), self.offset) for v in _values(element.value)]
+            new = [fn(str(v), self.offset) for v in as_list(element.value)]
         except UnparsableDate:
             self.set(out, element, empty_value(element.VR), path, "Z", f"{why}; unparsable date emptied")
             return
@@ -355,7 +358,7 @@ class _Walk:
             else:
                 domain = element.keyword or _tag_text(element.tag)
                 length = min(16, MAX_LENGTH.get(vr, 16))
-                new = [self.keys.identifier(domain, str(v), length) for v in _values(element.value)]
+                new = [self.keys.identifier(domain, str(v), length) for v in as_list(element.value)]
                 self.set(out, element, new if len(new) > 1 else new[0], path, "pseudonymize", why)
         return True
 
@@ -368,7 +371,7 @@ class _Walk:
         self.record(path, element.tag, element.VR, action, reason, element.value)
 
     def uids(self, value):
-        new = [self.keys.uid(str(v)) for v in _values(value) if str(v).strip()]
+        new = [self.keys.uid(str(v)) for v in as_list(value) if str(v).strip()]
         return new if len(new) != 1 else new[0]
 
     def patient_pseudonym(self) -> str:
@@ -376,11 +379,6 @@ class _Walk:
             return self.keys.identifier("PatientID", self.original_patient_id)
         return self.keys.identifier("PatientName", self.identity.patient_key)
 
-
-def _values(value) -> list:
-    if isinstance(value, MultiValue | list | tuple):
-        return list(value)
-    return [value]
 
 
 def _is_empty(element: DataElement) -> bool:

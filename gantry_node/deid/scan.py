@@ -13,7 +13,7 @@ from gantry_node.deid.engine import deidentify
 from gantry_node.deid.identity import Identity, phi_spans
 from gantry_node.deid.policy import Policy
 from gantry_node.deid.pseudonyms import Keys
-from gantry_node.deid.values import TEXT_VRS
+from gantry_node.deid.values import TEXT_VRS, as_list
 
 # Our own markers and pseudonyms are not free text to examine.
 _NOT_FREE_TEXT = {0x00120063, 0x00100010, 0x00100020, 0x00080050, 0x00200010}
@@ -56,15 +56,12 @@ def free_text_findings(ds: Dataset, identity: Identity, action: str, where: str 
             for i, item in enumerate(element.value or []):
                 yield from free_text_findings(item, identity, action, f"{path}[{i}].")
         elif element.VR in TEXT_VRS and int(element.tag) not in _NOT_FREE_TEXT and element.value:
-            for value in _values(element.value):
+            for value in as_list(element.value):
                 for start, end, reason in phi_spans(str(value), identity):
                     yield Finding(path, f"({element.tag.group:04X},{element.tag.element:04X})",
                                   element.keyword or "", element.VR, f"free text: {reason}", action,
                                   str(value)[start:end])
 
-
-def _values(value) -> list:
-    return list(value) if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str | bytes) else [value]
 
 
 def _text(value) -> str:

@@ -10,6 +10,7 @@ Fails (returns findings) when:
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 
 from pydicom.dataset import Dataset
@@ -20,6 +21,7 @@ from gantry_node.deid.identity import Identity
 from gantry_node.deid.policy import Policy
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.scan import Finding
+from gantry_node.deid.values import as_list
 
 # Bulk values searched only for long needles: a 3-byte ID matches random pixel bytes by chance.
 _BULK = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000500)
@@ -45,8 +47,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity) -> list[Finding]:
 
 
 def _is_pseudonym(value) -> bool:
-    values = value if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
-    return all(str(v).startswith("2.25.") for v in values)
+    return all(str(v).startswith("2.25.") for v in as_list(value))
 
 
 def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Finding]:
@@ -57,7 +58,7 @@ def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Findi
         return []
     meta = Dataset()
     bulk: list[bytes] = []
-    for tag in ds:
+    for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
         if int(tag) in _BULK:
             value = ds.get_item(tag).value
             if isinstance(value, bytes):
@@ -69,14 +70,27 @@ def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Findi
     text = buffer.getvalue().lower()
     found: list[Finding] = []
     for what, value in needles:
-        needle = value.encode("utf-8", "replace")
-        hit = needle.lower() in text
-        if not hit and len(needle) >= _MIN_BULK_NEEDLE:
-            hit = any(needle in b or needle.upper() in b or needle.lower() in b for b in bulk)
+        pattern = _needle_pattern(what, value)
+        hit = pattern.search(text) is not None
+        if not hit and len(value) >= _MIN_BULK_NEEDLE:
+            hit = any(pattern.search(b.lower()) for b in bulk)
         if hit:
             found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
                                  "verify", value))
     return found
+
+
+def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
+    """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates as whole numbers,
+    IDs and UIDs anywhere."""
+    body = re.escape(value.lower().encode("utf-8", "replace"))
+    if what.startswith("patient name"):
+        return re.compile(rb"(?<![a-z])" + body + rb"(?![a-z])")
+    if what == "birth date":
+        return re.compile(rb"(?<![0-9])" + body + rb"(?![0-9])")
+    if what == "original UID":
+        return re.compile(rb"(?<![0-9.])" + body + rb"(?![0-9.])")
+    return re.compile(body)
 
 
 def _filebuf(buffer: BytesIO):

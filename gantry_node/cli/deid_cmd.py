@@ -1,0 +1,68 @@
+"""`gantry-node deid IN_DIR OUT_DIR`: de-identify a folder offline with the node's engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from gantry_node.cli import CommandError
+from gantry_node.deid import Keys, PolicyError, SecretError, load_policy
+from gantry_node.folder import deidentify_folder
+from gantry_node.pipeline import Engine
+
+SECRET_ENV = "GANTRY_SECRET_FILE"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deid",
+        help="de-identify a folder of DICOM files offline",
+        description="De-identify every DICOM file under IN_DIR into OUT_DIR (laid out as "
+        "STUDY/SERIES/INSTANCE.dcm by pseudonymous UIDs). Non-DICOM and unreadable files are "
+        "reported and skipped; an instance that fails verification is not written. Exit status "
+        "1 if any instance failed.",
+    )
+    p.add_argument("in_dir", type=Path, metavar="IN_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
+    p.add_argument("--secret-file", type=Path, metavar="FILE",
+                   help=f"site secret for pseudonyms (or set {SECRET_ENV}); required")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def load_keys(secret_file: Path | None) -> Keys:
+    path = secret_file or (Path(os.environ[SECRET_ENV]) if os.environ.get(SECRET_ENV) else None)
+    if path is None:
+        raise CommandError(
+            f"no site secret: pass --secret-file FILE or set {SECRET_ENV} "
+            "(create one with: gantry-node secret init FILE)"
+        )
+    try:
+        return Keys.from_file(path)
+    except SecretError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        raise CommandError(str(exc)) from None
+    keys = load_keys(args.secret_file)
+    if not args.in_dir.exists():
+        raise CommandError(f"{args.in_dir} does not exist")
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        def progress(files):
+            return tqdm(files, unit="file", desc="de-identifying", disable=None)
+
+    try:
+        report = deidentify_folder(args.in_dir, args.out_dir, Engine(policy, keys), progress)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.summary())
+    return 1 if report.failed else 0
