@@ -23,11 +23,6 @@ POLICIES = {
     "basic-only": default_policy().with_options(disable=OPTIONS),
 }
 
-PR_CREATION_DATE_REMOVED = pytest.mark.xfail(strict=True, reason=(
-    "engine: Basic Profile X on Presentation Creation Date/Time (0070,0082)/(0070,0083), Type 1 in the "
-    "Presentation State Identification Module, removes them; dciodvfy: 'Error - Missing attribute Type 1 "
-    "Required Element=<PresentationCreationDate> Module=<PresentationStateIdentification>' (and Time). "
-    "Needs a dummy/shifted value for a Type 1 attribute instead of X when no date option is in force."))
 
 
 def new_study() -> Study:
@@ -67,8 +62,7 @@ def cases():
     for kind in ("CT", "CT-implicit", "MR", "SC", "SC-RGB", "US", "multiframe", "SR", "PR"):
         for phi in (False, True):
             for policy_name in POLICIES:
-                marks = [PR_CREATION_DATE_REMOVED] if (kind, policy_name) == ("PR", "basic-only") else []
-                yield pytest.param(kind, phi, policy_name, marks=marks,
+                yield pytest.param(kind, phi, policy_name,
                                    id=f"{kind}-{'phi' if phi else 'plain'}-{policy_name}")
 
 

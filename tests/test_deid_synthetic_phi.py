@@ -19,13 +19,6 @@ POLICIES = {
     "clean-options": default_policy().with_options("clean_descriptors", "clean_structured_content", "clean_graphics"),
 }
 
-PR_CONTENT_DESCRIPTION = pytest.mark.xfail(strict=True, reason=(
-    "engine: Content Description (0070,0081) LO of a presentation state is not in Table E.1-1, so it is kept "
-    "as is; free text naming the patient there passes de-identification (verify() flags it, so the pipeline "
-    "quarantines instead of cleaning)"))
-OVERLAY_LABEL = pytest.mark.xfail(strict=True, reason=(
-    "engine: with clean_graphics, Overlay Data (60xx,3000) is C so the overlay group is kept, but Overlay "
-    "Label (60xx,1500) LO (not in Table E.1-1) is kept uncleaned and carries the patient's name"))
 
 
 def new_study() -> Study:
@@ -50,12 +43,7 @@ def instance(kind: str):
 def cases():
     for kind in ("CT", "CT-implicit", "US", "multiframe", "SR", "PR"):
         for name in POLICIES:
-            marks = []
-            if kind == "PR":
-                marks.append(PR_CONTENT_DESCRIPTION)
-            elif name == "clean-options" and kind != "SR":
-                marks.append(OVERLAY_LABEL)
-            yield pytest.param(kind, name, marks=marks, id=f"{kind}-{name}")
+            yield pytest.param(kind, name, id=f"{kind}-{name}")
 
 
 @pytest.mark.parametrize(("kind", "policy_name"), list(cases()))

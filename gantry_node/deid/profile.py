@@ -95,12 +95,22 @@ def attribute_type(sop_class_uid: str | None, path: tuple[str, ...]) -> str | No
     return iods.get(iod, {}).get("/".join(path), "3")
 
 
-def resolve_combined(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) -> str:
-    """The single action a combined code (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) takes for the attribute
-    at `attr_path` in the instance's IOD: Type 1 -> D, Type 2 -> Z, otherwise the first code.
-    X/Z/U* keeps a Type 1 or 2 sequence with its UIDs replaced (U*), so references stay intact.
-    With an unknown SOP class the attribute stays present, holding nothing identifying."""
+def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) -> str:
+    """The single action `code` takes for the attribute at `attr_path` in the instance's IOD.
+
+    Combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): Type 1 -> D, Type 2 -> Z, otherwise the first
+    code; X/Z/U* keeps a Type 1 or 2 sequence with its UIDs replaced (U*), so references stay
+    intact; with an unknown SOP class the attribute stays present, holding nothing identifying.
+    A plain X or Z on an attribute the IOD requires is kept valid the same way (X on Type 1 ->
+    D, on Type 2 -> Z; Z on Type 1 -> D): the output must not gain IOD errors."""
     if "/" not in code:
+        if code not in ("X", "Z"):
+            return code
+        kind = attribute_type(sop_class_uid, attr_path)
+        if kind == "1":
+            return "D"
+        if kind == "2" and code == "X":
+            return "Z"
         return code
     choices = code.split("/")
     kind = attribute_type(sop_class_uid, attr_path)

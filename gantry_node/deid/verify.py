@@ -85,7 +85,7 @@ class _Checker:
         if rule is None:
             return None
         code, reason = rule.action(self.options)
-        code = profile.resolve_combined(code, self.sop_class, seq_path + (elem.keyword or "",))
+        code = profile.resolve(code, self.sop_class, seq_path + (elem.keyword or "",))
         if code == "X":
             return f"still present, policy removes it ({reason}: X)"
         if code == "U" and elem.VR == "UI" and not _pseudonymous(elem.value):
