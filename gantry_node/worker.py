@@ -85,7 +85,7 @@ def write_outbox(data: bytes, path: Path) -> None:
 
 def process_file(instance_id: int, raw_path: str, outbox: str, destinations: tuple[str, ...]) -> Outcome:
     """In a worker process: raw file in, clean file(s) out. Never raises."""
-    from gantry_node.dicomio import BadInput, clean_path, encode_instance, read_instance
+    from gantry_node.dicomio import BadInput, clean_path, read_instance
     from gantry_node.pipeline import Quarantine, process
 
     try:
@@ -103,7 +103,7 @@ def process_file(instance_id: int, raw_path: str, outbox: str, destinations: tup
                 clean = process(ds, _ENGINES[key])
                 out = clean.dataset
                 path = clean_path(Path(outbox) / (key or "_node"), out)
-                write_outbox(encode_instance(out), path)
+                write_outbox(clean.encoded, path)  # the bytes that were verified
                 written[key] = (str(path), str(out.SOPInstanceUID), str(out.get("StudyInstanceUID", "")),
                                 str(out.get("SeriesInstanceUID", "")), str(out.SOPClassUID),
                                 str(out.file_meta.TransferSyntaxUID), len(clean.changes))
