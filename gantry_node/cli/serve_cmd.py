@@ -37,9 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from gantry_node.node import Node
 
     config = config_from_args(args)
-    # pynetdicom hands each PDU between threads that poll; a shorter GIL switch interval keeps
-    # those hand-offs from waiting behind busy threads (forwarder, result handling)
-    sys.setswitchinterval(0.0005)
     try:
         node = Node(config)
     except ConfigError as exc:

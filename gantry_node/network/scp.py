@@ -4,6 +4,11 @@
 and its row is committed; if either fails the answer is 0xA700 (Out of Resources) and the
 sender keeps the instance and retries. Nothing is decoded here: a bad instance is stored
 and quarantined by the worker, so the SCP stays fast and never blocks on processing.
+
+pynetdicom's chunked receive (_config.STORE_RECV_CHUNKED_DATASET) is not used: it writes the
+incoming dataset to a temporary file itself, before the handler runs, and a full disk there
+aborts the association instead of letting us answer 0xA700. The encoded bytes are kept in
+memory for one instance per association (max_associations bounds it) and written by us.
 """
 
 from __future__ import annotations
