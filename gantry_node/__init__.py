@@ -1,3 +1,12 @@
 """gantry-node: a DICOM node that de-identifies in flight, and the same engine as a library."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `from gantry_node import Session` without importing pandas & co for every CLI call
+    if name == "Session":
+        from gantry_node.session import Session
+
+        return Session
+    raise AttributeError(f"module 'gantry_node' has no attribute {name!r}")

@@ -59,6 +59,7 @@ class Clean:
     dataset: Dataset
     changes: list[Change]
     notes: dict[str, Any]
+    identity: Identity | None = field(default=None, repr=False)  # of the original, in memory only
 
 
 def stage_deidentify(work: Work, engine: Engine) -> None:
@@ -109,7 +110,7 @@ def process(original: Dataset, engine: Engine) -> Clean:
             raise
         except Exception as exc:  # noqa: BLE001 -- fail closed: nothing unverified leaves
             raise Quarantine(f"{name} failed: {type(exc).__name__}: {_safe(exc)}", name) from exc
-    return Clean(work.dataset, work.changes, work.notes)
+    return Clean(work.dataset, work.changes, work.notes, work.identity)
 
 
 def _safe(exc: Exception) -> str:

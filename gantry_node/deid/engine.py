@@ -37,6 +37,7 @@ from gantry_node.deid.markers import apply_markers
 from gantry_node.deid.policy import Override, OverrideKey, Policy
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.values import (
+    CODE_ATTRIBUTES,
     MAX_LENGTH,
     TEXT_VRS,
     UnparsableDate,
@@ -216,7 +217,9 @@ class _Walk:
         if override is None and rule is None:
             raw = ds.get_item(tag)
             vr = raw.VR if isinstance(raw, DataElement) else (raw.VR or _dictionary_vr(tag))
-            if vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
+            if int(tag) in CODE_ATTRIBUTES:
+                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+            elif vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
                 self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)

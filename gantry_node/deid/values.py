@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pydicom.multival import MultiValue
+
 TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UT", "UC", "PN"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 NUMBER_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"})
+# Attributes of coded entries (PS3.3 8.8): vocabulary, not free text or patient dates, so they
+# are neither dummied/cleaned inside D/C sequences nor date-shifted.
+CODE_ATTRIBUTES = frozenset({
+    0x00080100, 0x00080102, 0x00080103, 0x00080104, 0x00080105, 0x00080106, 0x00080107,
+    0x0008010B, 0x0008010D, 0x0008010F, 0x00080117, 0x00080118, 0x00080119, 0x00080120,
+    0x00080121, 0x00080122, 0x00080123, 0x00080124, 0x00080129, 0x0008010C,
+})
 MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12}
 
 _DUMMY = {
@@ -94,8 +103,6 @@ def shift_dt(value: str, offset: dt.timedelta) -> str:
 
 def as_list(value) -> list:
     """An element value as a list of its values (a single value, or a multi-valued one)."""
-    if isinstance(value, str | bytes) or value is None:
-        return [value]
-    if isinstance(value, list | tuple) or hasattr(value, "__iter__"):
+    if isinstance(value, MultiValue | list | tuple):
         return list(value)
-    return [value]
+    return [value]  # str, bytes, PersonName (iterable, but one value), numbers, None
