@@ -9,7 +9,8 @@ Pure functions: no files, no logging. Sealing needs only certificates; unsealing
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import warnings
 from collections.abc import Callable
 from io import BytesIO
 
@@ -31,6 +32,15 @@ ALGORITHMS = {"aes256": algorithms.AES256, "aes128": algorithms.AES128}
 DEFAULT_ALGORITHM = "aes256"
 
 _SOP_INSTANCE_UID = 0x00080018
+# CMS EnvelopedData has no integrity check, and a flipped ciphertext byte inside a binary value
+# decrypts to plausible garbage. So after the Modified Attributes Sequence element comes Data Set
+# Trailing Padding (whose value "has no significance" to other readers; gdcmanon reads only the
+# first element) holding this prefix and a SHA-256 of the bytes before it: inside the encryption,
+# so it reveals nothing, and unseal() refuses content whose digest does not match.
+DIGEST_PREFIX = b"sha-256\x00"
+_DIGEST_LENGTH = len(DIGEST_PREFIX) + 32
+_TRAILER_HEADER = b"\xfc\xff\xfc\xffOB\x00\x00" + _DIGEST_LENGTH.to_bytes(4, "little")
+_TRAILER_LENGTH = len(_TRAILER_HEADER) + _DIGEST_LENGTH
 _SPECIFIC_CHARACTER_SET = 0x00080005
 
 
@@ -38,14 +48,19 @@ class SealError(ValueError):
     """Sealing or unsealing failed. The message names the attribute or the cause, never a value."""
 
 
-def seal(originals: Dataset, recipients: list[x509.Certificate], algorithm: str = DEFAULT_ALGORITHM) -> Dataset:
-    """One item of Encrypted Attributes Sequence holding `originals`, readable by every recipient."""
+def seal(
+    originals: Dataset, recipients: list[x509.Certificate], algorithm: str = DEFAULT_ALGORITHM,
+    charset: str | list[str] | None = None,
+) -> Dataset:
+    """One item of Encrypted Attributes Sequence holding `originals`, readable by every recipient.
+    `charset` is the Specific Character Set the original text values were in, if `originals`
+    does not carry it."""
     if not recipients:
         raise SealError("no recipient certificate: sealing needs at least one")
     cipher = ALGORITHMS.get(algorithm)
     if cipher is None:
         raise SealError(f"unknown content encryption algorithm {algorithm!r} (use {' or '.join(ALGORITHMS)})")
-    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(encode_modified_attributes(originals))
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(encode_modified_attributes(originals, charset))
     builder = builder.set_content_encryption_algorithm(cipher)
     for cert in recipients:
         builder = builder.add_recipient(cert)
@@ -67,12 +82,15 @@ def make_sealer(
     recipients = list(recipients)
 
     def sealer(deidentified: Dataset, originals: Dataset) -> None:
-        content = copy.copy(originals)
+        content = Dataset()  # a new data set: `originals` belongs to the caller
+        for elem in originals:
+            content.add(elem)
         if _SOP_INSTANCE_UID not in content and "SOPInstanceUID" in deidentified:
             # gdcmanon -d refuses a Modified Attributes item without SOP Instance UID; when the
             # UID was kept (Retain UIDs) its current value is the original one.
             content.SOPInstanceUID = deidentified.SOPInstanceUID
-        item = seal(content, recipients, algorithm)
+        charset = originals.get("SpecificCharacterSet") or deidentified.get("SpecificCharacterSet")
+        item = seal(content, recipients, algorithm, charset)
         if "EncryptedAttributesSequence" not in deidentified:
             deidentified.EncryptedAttributesSequence = Sequence()
         deidentified.EncryptedAttributesSequence.append(item)
@@ -80,15 +98,16 @@ def make_sealer(
     return sealer
 
 
-def encode_modified_attributes(originals: Dataset) -> bytes:
+def encode_modified_attributes(originals: Dataset, charset: str | list[str] | None = None) -> bytes:
     """Modified Attributes Sequence with one item holding `originals`, as Explicit VR Little
-    Endian bytes: exactly one data element, the form gdcmanon writes and reads."""
+    Endian bytes: one data element, the form gdcmanon writes and reads; then Data Set Trailing
+    Padding (FFFC,FFFC) holding a SHA-256 of those bytes (see `DIGEST_PREFIX`)."""
     item = Dataset()
     for elem in originals:
         item.add(elem)
-    charset = originals.get("SpecificCharacterSet") or getattr(originals, "_character_set", None)
+    charset = originals.get("SpecificCharacterSet") or charset
     if charset and _SPECIFIC_CHARACTER_SET not in item and not _is_default_charset(charset):
-        # Items inherit the character set of the dataset around them; here there is none, so the
+        # Items inherit the character set of the data set around them; here there is none, so the
         # item carries its own or a non-ASCII name would not survive.
         item.SpecificCharacterSet = charset
     outer = Dataset()
@@ -97,10 +116,13 @@ def encode_modified_attributes(originals: Dataset) -> bytes:
     fp.is_little_endian = True
     fp.is_implicit_VR = False
     try:
-        write_dataset(fp, outer)
-    except Exception as exc:  # noqa: BLE001 -- an unencodable value names its type, not its text
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pydicom only warns when a character cannot be encoded
+            write_dataset(fp, outer)
+    except Exception as exc:  # noqa: BLE001 -- the message would quote the value: name the type only
         raise SealError(f"cannot encode the original attributes: {type(exc).__name__}") from None
-    return fp.getvalue()
+    body = fp.getvalue()
+    return body + _TRAILER_HEADER + DIGEST_PREFIX + hashlib.sha256(body).digest()
 
 
 def _is_default_charset(charset) -> bool:
@@ -113,8 +135,11 @@ def decode_modified_attributes(plaintext: bytes) -> Dataset:
     checked; SealError when the bytes are not that (a wrong key or tampered content)."""
     from gantry_node.seal.validate import check_values
 
+    body, digest = split_digest(plaintext)
+    if digest is not None and hashlib.sha256(body).digest() != digest:
+        raise SealError("decrypted content does not match its digest (tampered or corrupt content)")
     try:
-        ds = read_dataset(BytesIO(plaintext), is_implicit_VR=False, is_little_endian=True)
+        ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
         tags = list(ds.keys())
         seq = ds.get("ModifiedAttributesSequence")
     except Exception:  # noqa: BLE001 -- garbage from a wrong key or tampered content
@@ -125,6 +150,14 @@ def decode_modified_attributes(plaintext: bytes) -> Dataset:
     item = seq[0]
     check_values(item)
     return item
+
+
+def split_digest(plaintext: bytes) -> tuple[bytes, bytes | None]:
+    """(the Modified Attributes Sequence bytes, our SHA-256 of them or None if not sealed by us)."""
+    trailer = plaintext[-_TRAILER_LENGTH:]
+    if len(plaintext) > _TRAILER_LENGTH and trailer.startswith(_TRAILER_HEADER + DIGEST_PREFIX):
+        return plaintext[:-_TRAILER_LENGTH], trailer[-32:]
+    return plaintext, None
 
 
 def decrypt_content(
