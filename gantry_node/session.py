@@ -47,6 +47,7 @@ from gantry_node.deid.markers import method_codes
 from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.folder import FileOutcome, iter_files, process_file
 from gantry_node.pipeline import Engine
+from gantry_node.seal import SealingConfig, load_certificate, load_private_key, parse_sealing_section, recover
 
 # Header attributes catalogued at ingest (device and geometry; the identity stays in the file).
 CATALOGUE = ("Modality", "SOPClassUID", "Manufacturer", "ManufacturerModelName", "Rows", "Columns",
@@ -72,6 +73,16 @@ class Instance:
     verify_findings: list[Finding] = field(default_factory=list)
 
 
+@dataclass
+class IdentityBackup:
+    """What preserve_identities() guarantees: who can recover, and what the seal does not cover."""
+
+    recipients: list[str]  # certificate subjects
+    algorithm: str
+    not_covered: list[Finding] = field(default_factory=list)  # identifying text the policy keeps
+    unsealed: list[Path] = field(default_factory=list)  # anonymized before sealing was on
+
+
 class Session:
     def __init__(
         self,
@@ -89,6 +100,7 @@ class Session:
         self.staging = self.workdir / "clean"
         self.instances: list[Instance] = []
         self.sealer = None  # set by enable_reversible_anonymization
+        self.sealing: SealingConfig | None = None
         self.pixel_stage = None  # set by the pixel configuration
 
     # -- the engine ------------------------------------------------------------------------
@@ -209,6 +221,54 @@ class Session:
             rel = inst.outcome.output.relative_to(self.staging)
             exported.append(write_atomic(inst.outcome.output.read_bytes(), out_dir / rel))
         return exported
+
+    # -- reversible de-identification (PS3.15 E.1.2) -------------------------------------------
+    def enable_reversible_anonymization(
+        self, cert_path: str | Path | list[str | Path], algorithm: str = "aes256"
+    ) -> Session:
+        """Seal the original values of everything anonymize() removes or replaces into each
+        instance (Encrypted Attributes Sequence, CMS to the certificate(s)); only the holder of a
+        recipient's private key can recover them. Refuses an unreadable, expired or non-RSA
+        certificate."""
+        paths = cert_path if isinstance(cert_path, list | tuple) else [cert_path]
+        self.sealing = parse_sealing_section(list(paths), {"algorithm": algorithm}, "enable_reversible_anonymization")
+        self.sealer = self.sealing.sealer()
+        return self
+
+    def preserve_identities(self, findings: Any = None) -> IdentityBackup:
+        """Make sure the identity is backed up before anything is anonymized: here the backup is
+        the sealed Encrypted Attributes Sequence that anonymize() writes into every instance, so
+        this requires enable_reversible_anonymization() first.
+
+        `findings` (a list of Finding, or the dict audit() returns) is checked against what the
+        seal covers: the seal holds every attribute the policy changes; identifying text the
+        policy keeps is listed in `not_covered` (change the policy to clean it). Instances
+        already anonymized without sealing are listed in `unsealed` (run anonymize() again)."""
+        if self.sealer is None or self.sealing is None:
+            raise ValueError("preserve_identities needs a recipient certificate: call "
+                             "enable_reversible_anonymization(cert_path) first")
+        items = [f for fs in findings.values() for f in fs] if isinstance(findings, Mapping) else list(findings or [])
+        unsealed = [i.source for i in self._written()
+                    if "EncryptedAttributesSequence" not in pydicom.dcmread(i.outcome.output, stop_before_pixels=True)]
+        return IdentityBackup(
+            recipients=[c.subject.rfc4514_string() for c in self.sealing.recipients],
+            algorithm=self.sealing.algorithm,
+            not_covered=[f for f in items if f.action.startswith("keep")],
+            unsealed=unsealed,
+        )
+
+    backup_identities = preserve_identities
+
+    def recover_patient_identity(
+        self, path_or_dataset: str | Path | Dataset, key_path: str | Path, cert_path: str | Path | None = None
+    ) -> Dataset:
+        """The re-identified copy of a sealed instance (a file or a Dataset): original values
+        back, Patient Identity Removed NO, De-identification Method removed. Needs the honest
+        broker's private key; raises ValueError (SealError, CertificateError) when it cannot."""
+        ds = path_or_dataset if isinstance(path_or_dataset, Dataset) else read_instance(path_or_dataset)
+        key = load_private_key(key_path)
+        cert = load_certificate(cert_path) if cert_path is not None else None
+        return recover(ds, key, cert).dataset
 
     # -- reports ---------------------------------------------------------------------------
     def cohort_dataframe(self):
