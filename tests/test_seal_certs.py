@@ -55,9 +55,13 @@ def test_unreadable_or_not_a_certificate_is_refused(tmp_path):
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
     with pytest.raises(CertificateError, match=f"{garbage}: not an X.509 certificate"):
         load_recipient(garbage)
-    key_pem, _ = recipient().write(tmp_path, "k")
-    with pytest.raises(CertificateError, match="not an X.509 certificate"):
+    key_pem, cert_pem = recipient().write(tmp_path, "k")
+    with pytest.raises(CertificateError, match=f"{key_pem}: holds a private key"):
         load_recipient(key_pem)
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(cert_pem.read_bytes() + key_pem.read_bytes())
+    with pytest.raises(CertificateError, match="the node must be given the certificate only"):
+        load_recipient(combined)
 
 
 def test_config_section(tmp_path):

@@ -37,6 +37,9 @@ def load_recipient(path: str | Path, now: datetime.datetime | None = None) -> x5
         data = path.read_bytes()
     except OSError as exc:
         raise CertificateError(f"{path}: cannot read the certificate: {exc.strerror or exc}") from None
+    if b"PRIVATE KEY-----" in data:
+        raise CertificateError(f"{path}: holds a private key; the node must be given the certificate only "
+                               "(the key belongs to the honest broker)")
     try:
         cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
