@@ -43,8 +43,8 @@ def test_folder_with_good_and_bad_files(tmp_path, run_cli, secret_file):
     assert "6 files: 2 de-identified and written, 0 held back, 3 unreadable, 1 not DICOM" in text
     assert f"skipped (not DICOM): {bad['not_dicom']}" in text
     assert f"{bad['truncated']}: (7FE0,0010): value is 27906 of 32768 bytes (file truncated)" in text
-    assert f"{bad['bad_vr']}: (0028,0010): value cannot be decoded" in text
-    assert f"{bad['odd_length']}: (0028,0010): value cannot be decoded" in text
+    assert f"{bad['bad_vr']}: (0028,0010): invalid VR 'ZZ'" in text
+    assert f"{bad['odd_length']}: (0028,0010): US value of 3 bytes is not a multiple of 2" in text
     assert "Traceback" not in proc.stderr
     written = sorted(p for p in out.rglob("*") if p.is_file())
     assert len(written) == 2, written  # nothing else, no temp files, no half-written files
