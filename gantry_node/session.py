@@ -79,7 +79,7 @@ class IdentityBackup:
 
     recipients: list[str]  # certificate subjects
     algorithm: str
-    not_covered: list[Finding] = field(default_factory=list)  # identifying text the policy keeps
+    not_covered: list[Finding] = field(default_factory=list)  # kept text that looks like PHI
     unsealed: list[Path] = field(default_factory=list)  # anonymized before sealing was on
 
 

@@ -67,11 +67,12 @@ def test_a_bad_certificate_is_refused(tmp_path, secret_file):
     assert s.sealer is None
 
 
-def test_kept_identifying_text_is_reported_as_not_covered(tmp_path, secret_file):
+def test_kept_text_that_looks_like_phi_is_reported_as_not_covered(tmp_path, secret_file):
+    """Text the policy keeps is not changed, so not sealed: preserve_identities says so."""
     src = tmp_path / "in"
     src.mkdir()
     ds = identified_instance()
-    ds.SeriesDescription = "follow-up for Quinn"
+    ds.SeriesDescription = "call 555-123-4567"  # looks like PHI, is not the patient's identity
     save(ds, src / "ct.dcm")
     _, cert_path = recipient().write(tmp_path / "broker")
     with Session(secret_file, workdir=tmp_path / "work") as s:

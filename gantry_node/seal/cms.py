@@ -13,6 +13,7 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from io import BytesIO
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +28,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from gantry_node.seal.recipients import candidate_certificates
+
+T = TypeVar("T")
 
 ALGORITHMS = {"aes256": algorithms.AES256, "aes128": algorithms.AES128}
 DEFAULT_ALGORITHM = "aes256"
@@ -165,14 +168,27 @@ def decrypt_content(
 ) -> bytes:
     """Decrypt CMS EnvelopedData DER with the recipient's key. Without the certificate, every
     RSA key-transport recipient in the message is tried with the key (as OpenSSL does)."""
+    return open_content(der, private_key, certificate, lambda plaintext: plaintext)
+
+
+def open_content(der: bytes, private_key, certificate, decode: Callable[[bytes], T]) -> T:
+    """Decrypt and `decode`. Trying recipients with the key alone, a wrong entry usually fails the
+    padding check, but RSA PKCS #1 v1.5 decryption with implicit rejection can hand back a random
+    content key that passes it; so a candidate counts only once its plaintext decodes."""
     certs = [certificate] if certificate is not None else candidate_certificates(der, private_key)
     last = "no RSA key-transport recipient in the message"
     for cert in certs:
         try:
-            return pkcs7.pkcs7_decrypt_der(der, cert, private_key, [])
+            plaintext = pkcs7.pkcs7_decrypt_der(der, cert, private_key, [])
         except ValueError as exc:
             last = _decrypt_reason(str(exc))
-    raise SealError(f"cannot decrypt Encrypted Content: {last}")
+            continue
+        try:
+            return decode(plaintext)
+        except SealError as exc:
+            last = str(exc)
+    prefix = "" if last.startswith("decrypted") else "cannot decrypt Encrypted Content: "
+    raise SealError(prefix + last)
 
 
 def _decrypt_reason(text: str) -> str:
@@ -223,8 +239,7 @@ def _open_item(item: Dataset, private_key, certificate) -> Dataset:
     content = item.get("EncryptedContent")
     if not isinstance(content, bytes) or not content:
         raise SealError("Encrypted Content (0400,0520) is missing or empty")
-    plaintext = decrypt_content(der_without_padding(content), private_key, certificate)
-    return decode_modified_attributes(plaintext)
+    return open_content(der_without_padding(content), private_key, certificate, decode_modified_attributes)
 
 
 def der_without_padding(content: bytes) -> bytes:
