@@ -70,7 +70,7 @@ def test_openssl_cms_decrypts_the_encrypted_content_for_every_recipient(tmp_path
 
 
 @needs_gdcmanon
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, "aes192", "des3"])  # E.1.2: AES at every key length, and 3DES
 def test_gantry_node_recovers_what_gdcmanon_sealed(tmp_path, run_cli, algorithm):
     key_path, cert_path = recipient().write(tmp_path / "broker")
     original = save(identified_instance(), tmp_path / "original.dcm")
@@ -94,3 +94,11 @@ def test_gantry_node_recovers_what_gdcmanon_sealed(tmp_path, run_cli, algorithm)
     shown = run_cli("recover", sealed, "--key", key_path, "--cert", cert_path, "--show")
     assert shown.returncode == 0, shown.stderr
     assert PATIENT_NAME in shown.stdout and PATIENT_ID in shown.stdout
+
+    _, other_cert = recipient("outsider").write(tmp_path / "outsider")
+    refused = run_cli("recover", sealed, "--key", key_path, "--cert", other_cert, "--show")
+    assert refused.returncode == 2 and "not among the recipients" in refused.stderr
+    assert "Traceback" not in refused.stderr and PATIENT_NAME not in refused.stdout + refused.stderr
+    outsider_key, _ = recipient("outsider").write(tmp_path / "outsider2")
+    refused = run_cli("recover", sealed, "--key", outsider_key, "--show")
+    assert refused.returncode == 2 and "wrong private key" in refused.stderr and "Traceback" not in refused.stderr

@@ -65,22 +65,30 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             result = recover(ds, key, cert)
-            if args.show:
-                _show(path, result.dataset)
-            else:
-                target = clean_path(args.out, result.dataset)
-                write_atomic(encode_instance(result.dataset), target, mode=0o600)
-                print(f"{path} -> {target}")
         except SealError as exc:
             if single:
                 raise CommandError(f"{path}: {exc}") from None
             failed.append(f"{path}: {exc}")
             continue
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 -- one line per file; a foreign message may quote PHI
+            problem = f"{path}: cannot re-identify ({type(exc).__name__})"
             if single:
-                raise CommandError(f"{path}: cannot write the re-identified copy: {exc.strerror or exc}") from None
-            failed.append(f"{path}: cannot write the re-identified copy: {exc.strerror or exc}")
+                raise CommandError(problem) from None
+            failed.append(problem)
             continue
+        if args.show:
+            _show(path, result.dataset)
+        else:
+            target = clean_path(args.out, result.dataset)
+            try:
+                write_atomic(encode_instance(result.dataset), target, mode=0o600)
+            except OSError as exc:
+                problem = f"{path}: cannot write the re-identified copy: {exc.strerror or exc}"
+                if single:
+                    raise CommandError(problem) from None
+                failed.append(problem)
+                continue
+            print(f"{path} -> {target}")
         done += 1
     if not single:
         _summary(done, failed, skipped, args.out)

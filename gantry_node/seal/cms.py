@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -27,6 +28,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from gantry_node.seal import legacy
 from gantry_node.seal.recipients import candidate_certificates
 
 T = TypeVar("T")
@@ -175,13 +177,10 @@ def open_content(der: bytes, private_key, certificate, decode: Callable[[bytes],
     """Decrypt and `decode`. Trying recipients with the key alone, a wrong entry usually fails the
     padding check, but RSA PKCS #1 v1.5 decryption with implicit rejection can hand back a random
     content key that passes it; so a candidate counts only once its plaintext decodes."""
-    certs = [certificate] if certificate is not None else candidate_certificates(der, private_key)
     last = "no RSA key-transport recipient in the message"
-    for cert in certs:
-        try:
-            plaintext = pkcs7.pkcs7_decrypt_der(der, cert, private_key, [])
-        except ValueError as exc:
-            last = _decrypt_reason(str(exc))
+    for plaintext in _plaintexts(der, private_key, certificate):
+        if isinstance(plaintext, str):  # why this candidate failed
+            last = plaintext
             continue
         try:
             return decode(plaintext)
@@ -189,6 +188,29 @@ def open_content(der: bytes, private_key, certificate, decode: Callable[[bytes],
             last = str(exc)
     prefix = "" if last.startswith("decrypted") else "cannot decrypt Encrypted Content: "
     raise SealError(prefix + last)
+
+
+def _plaintexts(der: bytes, private_key, certificate) -> Iterator[bytes | str]:
+    """Candidate plaintexts, or the reason a candidate failed (a str)."""
+    try:
+        algorithm = legacy.content_algorithm(der)
+    except Exception:  # noqa: BLE001 -- any parse failure: not a usable CMS message
+        raise SealError("cannot decrypt Encrypted Content: not a valid CMS message (truncated or corrupt)") from None
+    if algorithm in legacy.LEGACY:  # AES-192, 3DES: what pkcs7_decrypt_der does not do
+        try:
+            yield from legacy.candidate_plaintexts(der, private_key, certificate)
+        except (legacy.UnsupportedContent, legacy.NotARecipient) as exc:
+            raise SealError(f"cannot decrypt Encrypted Content: {exc}") from None
+        yield "wrong private key, or tampered content"
+        return
+    if algorithm not in legacy.NATIVE:
+        raise SealError(f"cannot decrypt Encrypted Content: content encryption {algorithm} is not AES or 3DES CBC")
+    certs = [certificate] if certificate is not None else candidate_certificates(der, private_key)
+    for cert in certs:
+        try:
+            yield pkcs7.pkcs7_decrypt_der(der, cert, private_key, [])
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            yield _decrypt_reason(str(exc))
 
 
 def _decrypt_reason(text: str) -> str:
