@@ -119,17 +119,30 @@ def test_truncated_content_is_refused(policy, keys, cut):
 
 
 def test_tampered_content_is_refused_wherever_the_byte_is(policy, keys):
+    """Our seals carry a SHA-256 inside the encryption: any changed ciphertext byte is caught."""
     _, result = sealed(policy, keys)
     good = der_without_padding(content_of(result.dataset))
     item = result.dataset.EncryptedAttributesSequence[0]
-    # every 16-byte block of the ciphertext, the IV, the encrypted key, and the last byte
-    positions = list(range(len(good) - 1, len(good) - 400, -16)) + [len(good) - 1]
-    for pos in positions:
+    for pos in range(len(good) - 700, len(good)):  # the ciphertext (and the IV before it)
         bad = bytearray(good)
-        bad[pos] ^= 0x5A
+        bad[pos] ^= 0x01 << (pos % 8)
         item.EncryptedContent = bytes(bad)
-        with pytest.raises(SealError):
-            unseal(result.dataset, recipient().key)
+        with pytest.raises(SealError, match="tampered|cannot decrypt"):
+            unseal(result.dataset, recipient().key, recipient().cert)
+
+
+def test_tampered_encrypted_key_is_refused(policy, keys):
+    from asn1crypto import cms
+
+    _, result = sealed(policy, keys)
+    info = cms.ContentInfo.load(der_without_padding(content_of(result.dataset)))
+    ktri = info["content"]["recipient_infos"][0].chosen
+    key_bytes = bytearray(ktri["encrypted_key"].native)
+    key_bytes[len(key_bytes) // 2] ^= 0x10
+    ktri["encrypted_key"] = bytes(key_bytes)
+    result.dataset.EncryptedAttributesSequence[0].EncryptedContent = info.dump(force=True)
+    with pytest.raises(SealError, match="wrong private key, or tampered content|tampered"):
+        unseal(result.dataset, recipient().key)
 
 
 def test_non_ascii_names_survive(policy, keys):
