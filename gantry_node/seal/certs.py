@@ -138,7 +138,11 @@ def init_keys(directory: str | Path, common_name: str = "gantry-node honest brok
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     _write_new(key_path, key_pem, 0o600)
-    _write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    try:
+        _write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    except BaseException:
+        key_path.unlink(missing_ok=True)  # both or neither
+        raise
     return key_path, cert_path
 
 
@@ -147,10 +151,13 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     moment with wider permissions)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it; never widen beyond `mode`
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
         with os.fdopen(fd, "wb", closefd=False) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     finally:
         os.close(fd)
