@@ -161,8 +161,8 @@ def _tail_or_find(encoded: bytes, value: bytes) -> int:
 
 
 def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
-    """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates as whole numbers,
-    UIDs as whole UIDs, IDs anywhere."""
+    """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates and all-digit IDs as
+    whole numbers, UIDs as whole UIDs, IDs with letters anywhere."""
     body = re.escape(value.lower().encode("utf-8", "replace"))
     if what.startswith("patient name"):
         return re.compile(rb"(?<![a-z])" + body + rb"(?![a-z])")
@@ -170,4 +170,6 @@ def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
         return re.compile(rb"(?<![0-9])" + body + rb"(?![0-9])")
     if what == "original UID":
         return re.compile(rb"(?<![0-9.])" + body + rb"(?![0-9.])")
+    if value.isdigit():
+        return re.compile(rb"(?<![0-9])" + body + rb"(?![0-9])")
     return re.compile(body)
