@@ -151,10 +151,11 @@ def decode_modified_attributes(plaintext: bytes) -> Dataset:
             seq = ds.get("ModifiedAttributesSequence")
             _decode_all(seq or [])
     except Exception:  # noqa: BLE001 -- garbage from a wrong key or tampered content
-        raise SealError("decrypted content is not a DICOM data set (wrong key, or tampered content)") from None
+        raise SealError("decrypted content is not a DICOM data set "
+                        "(wrong private key, or tampered content)") from None
     if tags != [0x04000550] or seq is None or len(seq) != 1:
         raise SealError("decrypted content is not one Modified Attributes Sequence item "
-                        "(wrong key, or tampered content)")
+                        "(wrong private key, or tampered content)")
     item = seq[0]
     if digest is None:  # sealed by another tool: no digest, so check what can be checked
         check_values(item)

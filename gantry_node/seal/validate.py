@@ -50,7 +50,7 @@ def check_values(ds: Dataset) -> None:
                 raise
             except Exception:  # noqa: BLE001 -- any undecodable or implausible value: corrupt plaintext
                 raise SealError(f"decrypted original attribute {label} is not a valid value "
-                                "(wrong key, or tampered content)") from None
+                                "(wrong private key, or tampered content)") from None
 
 
 def _strings(value) -> list[str]:
