@@ -196,3 +196,12 @@ def test_recover_bad_key_file_and_missing_mode_are_clear(tmp_path, run_cli, brok
     assert_one_clear_line(proc, "nope.pem", "cannot read the private key")
     proc = run_cli("recover", sealed, "--key", broker[0])
     assert proc.returncode == 2 and "one of the arguments --show --out is required" in proc.stderr
+
+
+def test_recover_out_inside_the_input_directory_is_refused(tmp_path, run_cli, broker, policy, keys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_sealed(src / "a.dcm", policy, keys)
+    proc = run_cli("recover", src, "--key", broker[0], "--out", src / "back")
+    assert_one_clear_line(proc, "is inside")
+    assert not (src / "back").exists()
