@@ -30,7 +30,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gantry_node import __version__
 from gantry_node.deid import (
     Finding,
     Identity,
@@ -48,6 +47,7 @@ from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.folder import FileOutcome, iter_files, process_file
 from gantry_node.pipeline import Engine
 from gantry_node.seal import SealingConfig, load_certificate, load_private_key, parse_sealing_section, recover
+from gantry_node.version import __version__
 
 # Header attributes catalogued at ingest (device and geometry; the identity stays in the file).
 CATALOGUE = ("Modality", "SOPClassUID", "Manufacturer", "ManufacturerModelName", "Rows", "Columns",

@@ -46,8 +46,6 @@ def test_recover_restores_the_original_values_and_sets_the_markers_as_the_standa
     assert sealed.PatientIdentityRemoved == "YES" and "EncryptedAttributesSequence" in sealed  # input untouched
 
 
-@pytest.mark.xfail(strict=True, reason="engine: top-level Private Creators removed with their block are recorded "
-                   "under the last top-level tag, so DeidResult.originals lacks them (reported to the lead)")
 def test_private_creators_come_back_with_their_private_elements(policy, keys):
     """A restored private element without its Private Creator would be unreadable."""
     original, sealed = sealed_dataset(policy, keys)

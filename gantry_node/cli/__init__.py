@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from gantry_node import __version__
+from gantry_node.version import __version__
 
 # Each module defines `register(subparsers)`, which adds its parser(s) and sets `func`
 # (a callable taking the parsed args and returning an exit status).

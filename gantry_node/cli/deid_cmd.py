@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
     p.add_argument("--secret-file", type=Path, metavar="FILE",
                    help=f"site secret for pseudonyms (or set {SECRET_ENV}); required")
+    p.add_argument("--certificate", type=Path, action="append", metavar="CERT.pem",
+                   help="seal the original identity to this recipient (PS3.15 E.1.2); repeatable")
+    p.add_argument("--algorithm", choices=("aes256", "aes128"), default=None,
+                   help="content encryption for sealing (default aes256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -45,12 +49,28 @@ def load_keys(secret_file: Path | None) -> Keys:
         raise CommandError(str(exc)) from None
 
 
+def load_sealer(certificates: list[Path] | None, algorithm: str | None):
+    if algorithm and not certificates:
+        raise CommandError("--algorithm needs --certificate")
+    if not certificates:
+        return None
+    from gantry_node.seal.config import SealingConfigError, parse_sealing_section
+
+    reversible = {"algorithm": algorithm} if algorithm else None
+    try:
+        sealing = parse_sealing_section([str(c) for c in certificates], reversible, "--certificate")
+    except SealingConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return sealing.sealer() if sealing else None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
     keys = load_keys(args.secret_file)
+    sealer = load_sealer(args.certificate, args.algorithm)
     if not args.in_dir.exists():
         raise CommandError(f"{args.in_dir} does not exist")
     progress = None
@@ -61,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             return tqdm(files, unit="file", desc="de-identifying", disable=None)
 
     try:
-        report = deidentify_folder(args.in_dir, args.out_dir, Engine(policy, keys), progress)
+        report = deidentify_folder(args.in_dir, args.out_dir, Engine(policy, keys, sealer=sealer), progress)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary())

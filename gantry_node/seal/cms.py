@@ -28,6 +28,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from gantry_node.errors import SafeMessage
 from gantry_node.seal import legacy
 from gantry_node.seal.recipients import candidate_certificates
 
@@ -49,7 +50,7 @@ _TRAILER_LENGTH = len(_TRAILER_HEADER) + _DIGEST_LENGTH
 _SPECIFIC_CHARACTER_SET = 0x00080005
 
 
-class SealError(ValueError):
+class SealError(SafeMessage, ValueError):
     """Sealing or unsealing failed. The message names the attribute or the cause, never a value."""
 
 
