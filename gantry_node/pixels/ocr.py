@@ -40,7 +40,8 @@ LOOKS_LIKE: dict[str, re.Pattern[str]] = {
         rf"|\b{MONTHS}[-\s.]+\d{{1,2}},?[-\s.]+\d{{2,4}}(?!\d)",
         re.IGNORECASE,
     ),
-    "person name": re.compile(r"\b[A-Za-z][A-Za-z'-]+\^[A-Za-z][A-Za-z'-]*|\b[A-Z][A-Za-z'-]{2,},\s*[A-Z][A-Za-z'-]{2,}\b"),
+    "person name": re.compile(
+        r"\b[A-Za-z][A-Za-z'-]+\^[A-Za-z][A-Za-z'-]*|\b[A-Z][A-Za-z'-]{2,},\s*[A-Z][A-Za-z'-]{2,}\b"),
     "labelled identifier": re.compile(
         r"\b(?:MRN|PID|DOB|D\.O\.B|NAME|PATIENT|PAT|ACC(?:ESSION)?|ID|BIRTH)\s*[:#=]", re.IGNORECASE),
     "identifier": re.compile(r"(?<![\w.])(?=(?:\d-?){7})\d+(?:-\d+)+(?![\w.])|(?<![\w.])\d{9,}(?![\w.])"),
@@ -84,10 +85,8 @@ def luminance(frame: np.ndarray, photometric: str, ds: Dataset) -> np.ndarray:
         frame = apply_color_lut(frame, ds)
     if frame.ndim == 3:
         f = frame.astype(np.float32)
-        if photometric == "YBR_FULL":
-            lum = f[..., 0]
-        else:
-            lum = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+        is_ybr = photometric == "YBR_FULL"
+        lum = f[..., 0] if is_ybr else 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
     else:
         lum = frame.astype(np.float32)
     lo, hi = float(lum.min()), float(lum.max())
