@@ -11,10 +11,10 @@ sparse-text mode (--psm 11). Frames read: all when there are at most `max_frames
 Judging: a line of text is a finding when it contains the original patient's name parts
 (3 letters or more; shorter parts such as "OB" are common words), IDs or birth date
 (`gantry_node.deid.Identity`), or anything that looks like a date, a name written
-"LAST^FIRST" or "LAST, FIRST", a labelled identifier (MRN, ID, DOB, NAME, ACC), a number of
-7 or more digits in dash-separated groups or 9 or more plain digits, an institution name
-(HOSPITAL, MEDICAL, MED CTR, CLINIC...), a phone number, e-mail or street address. A finding
-carries the box and what it resembled, never the text.
+"LAST^FIRST" (OCR often reads the caret as * or ~) or "LAST, FIRST", a labelled identifier
+(MRN, ID, DOB, NAME, ACC), a number of 7 or more digits in dash-separated groups or 9 or more
+plain digits, an institution name (HOSPITAL, MEDICAL, MED CTR, CLINIC...), a phone number,
+e-mail or street address. A finding carries the box and what it resembled, never the text.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ LOOKS_LIKE: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
     "person name": re.compile(
-        r"\b[A-Za-z][A-Za-z'-]+\^[A-Za-z][A-Za-z'-]*|\b[A-Z][A-Za-z'-]{2,},\s*[A-Z][A-Za-z'-]{2,}\b"),
+        r"\b[A-Za-z][A-Za-z'-]+[\^*~][A-Za-z][A-Za-z'-]*|\b[A-Z][A-Za-z'-]{2,},\s*[A-Z][A-Za-z'-]{2,}\b"),
     "labelled identifier": re.compile(
         r"\b(?:MRN|PID|DOB|D\.O\.B|NAME|PATIENT|PAT|ACC(?:ESSION)?|ID|BIRTH)\s*[:#=]", re.IGNORECASE),
     "identifier": re.compile(r"(?<![\w.])(?=(?:\d-?){7})\d+(?:-\d+)+(?![\w.])|(?<![\w.])\d{9,}(?![\w.])"),
@@ -159,5 +159,7 @@ def judge(words: list[Word], identity: Identity | None) -> list[TextFinding]:
             hit = [w for w, s in zip(line, starts, strict=True) if s < end and s + len(w.text) > start]
             x0, y0 = min(w.x for w in hit), min(w.y for w in hit)
             x1, y1 = max(w.x + w.width for w in hit), max(w.y + w.height for w in hit)
-            findings.append(TextFinding(what, line[0].frame, (x0, y0, x1 - x0, y1 - y0)))
+            finding = TextFinding(what, line[0].frame, (x0, y0, x1 - x0, y1 - y0))
+            if finding not in findings:
+                findings.append(finding)
     return findings

@@ -140,20 +140,20 @@ def ocr_text(ds: Dataset) -> str:
     return " ".join(w.text for w in words)
 
 
-def draw_text(image: np.ndarray, lines: list[str], x: int, y: int, scale: int = 2, value=255) -> np.ndarray:
-    """Render text into a 2-D (or RGB) uint8 array with Pillow's default font, scaled up."""
-    from PIL import Image, ImageDraw
+def draw_text(image: np.ndarray, lines: list[str], x: int, y: int, size: int = 16, value=255) -> np.ndarray:
+    """Render text into a 2-D (or RGB) uint8 array with Pillow's default font at `size` pixels
+    (the FreeType build of the default font; a typical ultrasound overlay is 10-16 px)."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    height = 14 * len(lines)
-    width = max(len(line) for line in lines) * 8 + 8
+    font = ImageFont.load_default(size=size)
+    height = int(size * 1.4) * len(lines)
+    width = int(max(len(line) for line in lines) * size * 0.8) + 8
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
-        draw.text((2, i * 14), line, fill=255)
-    canvas = canvas.resize((width * scale, height * scale), Image.NEAREST)
+        draw.text((2, i * int(size * 1.4)), line, fill=255, font=font)
     mask = np.asarray(canvas) > 127
     out = image.copy()
-    h, w = mask.shape
-    target = out[y:y + h, x:x + w]
+    target = out[y:y + height, x:x + width]
     target[mask[: target.shape[0], : target.shape[1]]] = value
     return out
