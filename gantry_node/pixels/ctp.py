@@ -142,7 +142,10 @@ def _parse_operand(tokens: _Tokens) -> Expr:
                              f"found {found}")
     tokens.take()
     line = tok[2]
-    tag = parse_tag(tok[1], f"line {line}")
+    try:
+        tag = parse_tag(tok[1], f"line {line}")
+    except RuleError as exc:
+        raise CTPSyntaxError(str(exc)) from None
     tokens.take("punct", ".", "'.' after the attribute")
     method = tokens.take("name", what="a method name")[1]
     if method not in METHODS:
@@ -154,7 +157,10 @@ def _parse_operand(tokens: _Tokens) -> Expr:
     op, ignore_case = METHODS[method]
     if op == "equals" and is_numeric_tag(tag) and _is_number(value):
         op = "eq"  # Rows.equals("512") means the number 512, also when stored as "512.0"
-    return make_test(tag, op, value, ignore_case, f"line {line}")
+    try:
+        return make_test(tag, op, value, ignore_case, f"line {line}")
+    except RuleError as exc:
+        raise CTPSyntaxError(str(exc)) from None
 
 
 def _is_number(text: str) -> bool:

@@ -26,7 +26,7 @@ US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"
 
 
-def testdata(name: str) -> Path:
+def data_path(name: str) -> Path:
     """A file of pydicom's test data or the pydicom-data package, offline."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -37,7 +37,7 @@ def testdata(name: str) -> Path:
 
 
 def read_testdata(name: str) -> Dataset:
-    return pydicom.dcmread(testdata(name))
+    return pydicom.dcmread(data_path(name))
 
 
 def roundtrip(ds: Dataset) -> Dataset:
