@@ -36,8 +36,10 @@ def test_site_rules_come_before_the_library_and_files_after_inline(tmp_path):
 
 @pytest.mark.parametrize(("doc", "message"), [
     ({"rulez": []}, r"pixels.rulez: unknown key"),
-    ({"rules": [dict(RULE, regions=[[0, 0, 10, 10], [0, 0, 0, 5]])]}, r"pixels.rules\[0\].regions\[1\]: width must be > 0"),
-    ({"rules": [RULE, RULE, dict(RULE, regions=[[0, 0, 1, -1]])]}, r"pixels.rules\[2\].regions\[0\]: height must be > 0"),
+    ({"rules": [dict(RULE, regions=[[0, 0, 10, 10], [0, 0, 0, 5]])]},
+     r"pixels.rules\[0\].regions\[1\]: width must be > 0"),
+    ({"rules": [RULE, dict(RULE, id="b"), dict(RULE, id="c", regions=[[0, 0, 1, -1]])]},
+     r"pixels.rules\[2\].regions\[0\]: height must be > 0"),
     ({"rules": [RULE, dict(RULE, id="ctp-001")]}, "rule id 'ctp-001' is used twice"),
     ({"rules_files": ["/nonexistent/rules.yaml"]}, r"pixels.rules_files\[0\].*cannot read"),
     ({"unknown_device": "pass"}, r"pixels.unknown_device: must be one of quarantine, ocr"),
