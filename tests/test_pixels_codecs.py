@@ -153,3 +153,13 @@ def test_truncated_rle_raises(tmp_path):
     ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
     with pytest.raises(PixelDecodeError):
         decode(ds)
+
+
+@pytest.mark.parametrize("syntax", [uid.ExplicitVRLittleEndian, uid.RLELossless, uid.JPEGBaseline8Bit])
+def test_decoding_only_some_frames_gives_the_same_frames(tmp_path, syntax):
+    ds = encode_as(synthetic("RGB", 8, frames=5), syntax, tmp_path)
+    whole = decode(ds).frames
+    some = decode(ds, [0, 2, 4])
+    assert np.array_equal(some.frames, whole[[0, 2, 4]])
+    with pytest.raises(PixelDecodeError, match="out of range"):
+        decode(ds, [5])

@@ -65,8 +65,9 @@ def transfer_syntax(ds: Dataset) -> uid.UID:
     return uid.UID(str(ts))
 
 
-def decode(ds: Dataset) -> Decoded:
-    """All frames of `ds` as one array with a leading frame axis."""
+def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
+    """All frames of `ds` as one array with a leading frame axis; with `frames`, only those
+    (in that order: what the OCR gate reads of a long cine without decoding all of it)."""
     ts = transfer_syntax(ds)
     pi = str(ds.get("PhotometricInterpretation", "")).strip()
     bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
@@ -76,16 +77,23 @@ def decode(ds: Dataset) -> Decoded:
                   "YBR_RCT", "YBR_ICT"):
         raise PixelDecodeError(f"unsupported Photometric Interpretation {pi!r} ({ts.name})")
     raw = pi in ("YBR_FULL", "YBR_FULL_422")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    expected = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        arr = pixel_array(ds, raw=raw)
+        if frames is None:
+            arr = pixel_array(ds, raw=raw)
+            if arr.ndim == (2 if samples == 1 else 3):
+                arr = arr[np.newaxis]
+            if arr.shape[0] != expected:
+                raise PixelDecodeError(f"decoded {arr.shape[0]} frame(s), Number of Frames says {expected}")
+        else:
+            if any(not 0 <= i < expected for i in frames):
+                raise PixelDecodeError(f"frame index out of range 0..{expected - 1}")
+            arr = np.stack([pixel_array(ds, raw=raw, index=i) for i in frames])
+    except PixelDecodeError as exc:
+        raise PixelDecodeError(f"{exc} ({ts.name})") from None
     except Exception as exc:  # noqa: BLE001 -- any codec failure means: cannot be redacted
         raise PixelDecodeError(f"cannot decode pixel data ({ts.name}, {pi}): {type(exc).__name__}") from None
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if arr.ndim == (2 if samples == 1 else 3):
-        arr = arr[np.newaxis]
-    expected = int(ds.get("NumberOfFrames", 1) or 1)
-    if arr.shape[0] != expected:
-        raise PixelDecodeError(f"decoded {arr.shape[0]} frame(s), Number of Frames says {expected} ({ts.name})")
     out_pi = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}.get(pi, pi)
     lossy = ts in LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")).strip() == "01"
     arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))  # big endian sources decode as >u2

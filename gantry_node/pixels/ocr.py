@@ -31,6 +31,7 @@ from pydicom.pixels import apply_color_lut
 from gantry_node.deid import Identity
 from gantry_node.deid.identity import phi_spans
 
+OCR_TIMEOUT_SECONDS = 120  # per frame; a timeout raises, and the stage quarantines (fails closed)
 MONTHS = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*"
 LOOKS_LIKE: dict[str, re.Pattern[str]] = {
     "date": re.compile(
@@ -117,7 +118,7 @@ def read_words(gray: np.ndarray, frame: int = 0, language: str = "eng", min_conf
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract's threads only slow a busy node down
     data = pytesseract.image_to_data(Image.fromarray(image), lang=language,
                                      config="--psm 11 -c tessedit_do_invert=0",
-                                     output_type=pytesseract.Output.DICT)
+                                     output_type=pytesseract.Output.DICT, timeout=OCR_TIMEOUT_SECONDS)
     words = []
     for i, text in enumerate(data["text"]):
         conf = float(data["conf"][i])

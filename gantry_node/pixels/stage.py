@@ -65,11 +65,16 @@ def run_pixel_stage(work: Work, config: PixelConfig) -> None:
         notes["redacted"] = result.changed
 
     if suspect and _ocr_wanted(original, rule is None, config):
-        decoded = decoded or _decode(ds)
-        frames = sample_frames(decoded.frames.shape[0], config.ocr.max_frames)
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = sample_frames(count, config.ocr.max_frames)
+        if decoded is not None:
+            pictures = decoded.frames[frames]
+        else:  # nothing was redacted: decode only the frames the gate reads
+            decoded = _decode(ds, frames)
+            pictures = decoded.frames
         findings, words = [], 0
-        for index in frames:
-            gray = luminance(decoded.frames[index], decoded.photometric, ds)
+        for index, picture in zip(frames, pictures, strict=True):
+            gray = luminance(picture, decoded.photometric, ds)
             try:
                 read = read_words(gray, index, config.ocr.language, config.ocr.min_confidence)
             except Exception as exc:  # noqa: BLE001 -- no OCR means the gate is shut, not open
@@ -84,9 +89,9 @@ def run_pixel_stage(work: Work, config: PixelConfig) -> None:
             raise Quarantine(f"pixels: OCR found {shown}{more}", "pixels")
 
 
-def _decode(ds) -> Decoded:
+def _decode(ds, frames: list[int]) -> Decoded:
     try:
-        return decode(ds)
+        return decode(ds, frames)
     except PixelDecodeError as exc:
         raise Quarantine(f"pixels: {exc}", "pixels") from None
 
