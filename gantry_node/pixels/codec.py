@@ -1,8 +1,10 @@
 """Decode pixel data of any accepted transfer syntax to an array, and write an array back.
 
-Decoded values are kept exactly as stored wherever the codec allows: YBR_FULL / YBR_FULL_422
-are decoded WITHOUT colour conversion (422 is upsampled) and written back as YBR_FULL;
-JPEG 2000 YBR_RCT / YBR_ICT come out of the codec as RGB. Written back:
+Decoded values are kept exactly as stored wherever the codec allows: YBR_FULL stored natively
+or losslessly is decoded WITHOUT colour conversion and written back as YBR_FULL; YBR_FULL_422
+and lossy-JPEG YBR are converted to RGB (as pydicom, and a viewer, shows them) and written as
+RGB; JPEG 2000 YBR_RCT / YBR_ICT come out of the codec as RGB (re-encoded J2K lossless colour
+is YBR_RCT again). Written back:
 
     native little endian (implicit or explicit)  -> unchanged transfer syntax
     explicit VR big endian                       -> Explicit VR Little Endian
@@ -76,7 +78,11 @@ def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
     if pi not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR",
                   "YBR_RCT", "YBR_ICT"):
         raise PixelDecodeError(f"unsupported Photometric Interpretation {pi!r} ({ts.name})")
-    raw = pi in ("YBR_FULL", "YBR_FULL_422")
+    # YBR_FULL stored exactly (native or lossless) is kept as stored; anything else in YBR is
+    # converted to RGB by pydicom, as a viewer would show it (YBR_FULL_422 cannot be written
+    # back subsampled without mixing the fill into neighbouring chroma, and several IODs,
+    # US among them, do not allow uncompressed YBR_FULL where the source had lossy JPEG YBR)
+    raw = pi == "YBR_FULL" and ts not in LOSSY_SYNTAXES
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     expected = int(ds.get("NumberOfFrames", 1) or 1)
     try:
@@ -94,7 +100,8 @@ def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
         raise PixelDecodeError(f"{exc} ({ts.name})") from None
     except Exception as exc:  # noqa: BLE001 -- any codec failure means: cannot be redacted
         raise PixelDecodeError(f"cannot decode pixel data ({ts.name}, {pi}): {type(exc).__name__}") from None
-    out_pi = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}.get(pi, pi)
+    out_pi = "YBR_FULL" if raw else {"YBR_FULL": "RGB", "YBR_FULL_422": "RGB", "YBR_RCT": "RGB",
+                                      "YBR_ICT": "RGB"}.get(pi, pi)
     lossy = ts in LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")).strip() == "01"
     arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))  # big endian sources decode as >u2
     return Decoded(arr, out_pi, int(ds.get("BitsStored", bits_allocated)), ts, lossy)
@@ -131,6 +138,8 @@ def _recompress(ds: Dataset, target: uid.UID, frames: np.ndarray) -> None:
     before = {kw: ds[kw].value for kw in ("PhotometricInterpretation", "PlanarConfiguration", "PixelData")
               if kw in ds}
     try:
+        if target == uid.JPEG2000Lossless and before["PhotometricInterpretation"] == "RGB":
+            ds.PhotometricInterpretation = "YBR_RCT"  # RGB array + reversible colour transform (PS3.5 8.2.4)
         ds.compress(target, generate_instance_uid=False)
         # J2K stores RGB as YBR_RCT and decodes it back to RGB; YBR_FULL is compared unconverted
         check = pixel_array(ds, raw=str(ds.PhotometricInterpretation).startswith("YBR_FULL"))
