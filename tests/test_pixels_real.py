@@ -98,3 +98,17 @@ def test_real_ultrasound_without_a_rule_is_held_back(engine):
         process(read_testdata("US1_UNCR.dcm"), default_only)
     assert caught.value.stage == "pixels"
     assert "no machine rule matches" in caught.value.reason
+
+
+@pytest.mark.parametrize("name", ["US1_UNCR.dcm", "examples_rgb_color.dcm", "examples_palette.dcm",
+                                  "OBXXXX1A_rle_2frame.dcm", "gdcm-US-ALOKA-16.dcm"])
+def test_ocr_gate_alone_catches_the_unredacted_real_images(engine, name):
+    """With no rules at all and unknown devices left to OCR, the gate itself holds back every
+    one of these images (institution names, the patient ID, dates)."""
+    from gantry_node.pipeline import Quarantine
+
+    ocr_only = parse_pixels_section({"include_library": False, "unknown_device": "ocr"})
+    gate = Engine(engine.policy, engine.keys, pixel_stage=make_pixel_stage(ocr_only))
+    with pytest.raises(Quarantine) as caught:
+        process(read_testdata(name), gate)
+    assert caught.value.stage == "pixels" and "OCR found text resembling" in caught.value.reason
