@@ -60,10 +60,12 @@ def darkest_palette_index(ds: Dataset, dtype: np.dtype) -> int:
     return int(indices[int(np.argmin(colours.sum(axis=-1)))])
 
 
-def blank_regions(frames: np.ndarray, regions: Iterable[Region], fill: np.ndarray) -> tuple[np.ndarray, Redaction]:
-    """A copy of `frames` with every region blanked in every frame, and what changed."""
+def blank_regions(frames: np.ndarray, regions: Iterable[Region], fill: np.ndarray,
+                  in_place: bool = False) -> tuple[np.ndarray, Redaction]:
+    """`frames` (a copy, unless in_place) with every region blanked in every frame, and what
+    changed."""
     rows, columns = frames.shape[1], frames.shape[2]
-    out = frames.copy()
+    out = frames if in_place else frames.copy()
     changed_frames = np.zeros(frames.shape[0], dtype=bool)
     result = Redaction()
     for region in regions:
@@ -88,8 +90,11 @@ def redact(ds: Dataset, regions: Iterable[Region], decoded: Decoded | None = Non
     """Blank `regions` in every frame of `ds`'s pixels, in place. Pixel data and markers
     (BurnedInAnnotation=NO, code 113101 Clean Pixel Data) change only if a pixel changed.
     Returns what happened and the (possibly new) decoded pixels. Raises PixelDecodeError."""
-    decoded = decoded or decode(ds)
-    frames, result = blank_regions(decoded.frames, regions, black_value(decoded, ds))
+    if decoded is None:
+        decoded = decode(ds)
+        frames, result = blank_regions(decoded.frames, regions, black_value(decoded, ds), in_place=True)
+    else:  # the caller's array stays as it was
+        frames, result = blank_regions(decoded.frames, regions, black_value(decoded, ds))
     if not result.changed:
         return result, decoded
     result.transfer_syntax = encode(ds, decoded, frames)
