@@ -89,7 +89,11 @@ class Session:
         self.staging = self.workdir / "clean"
         self.instances: list[Instance] = []
         self.sealer = None  # set by enable_reversible_anonymization
-        self.pixel_stage = None  # set by the pixel configuration
+        # Burned-in pixels are handled from the start (shipped rules, unknown devices held
+        # back, OCR gate): fail closed. `load_config` replaces the configuration.
+        self.pixel_config = None
+        self.pixel_stage = None
+        self.load_config(None)
 
     # -- the engine ------------------------------------------------------------------------
     @property
@@ -199,7 +203,8 @@ class Session:
 
     def redact_pixels(self) -> Session:
         """Anonymize with burned-in pixel redaction and the OCR gate (the shipped defaults
-        unless `load_config` was called): the same pipeline as `anonymize`."""
+        unless `load_config` was called): the same pipeline as `anonymize`, which always runs
+        the pixel stage; kept as the Gantry API's name for this step."""
         if self.pixel_stage is None:
             self.load_config(None)
         return self.anonymize()

@@ -140,14 +140,15 @@ def test_session_pixel_methods(tmp_path, secret_file):
         assert session.execute_config == session.redact_pixels
 
 
-def test_session_redact_pixels_uses_the_defaults_and_holds_back_unknown_devices(tmp_path, secret_file):
+@pytest.mark.parametrize("method", ["redact_pixels", "anonymize"])
+def test_session_uses_the_pixel_defaults_and_holds_back_unknown_devices(tmp_path, secret_file, method):
     from gantry_node.session import Session
 
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(data_path("gdcm-US-ALOKA-16.dcm"), folder / "b.dcm")
     with Session(secret_file, workdir=tmp_path / "work") as session:
-        session.ingest(folder).redact_pixels()
+        getattr(session.ingest(folder), method)()
         (inst,) = session.instances
         assert inst.outcome.status == "quarantined"
         assert "no machine rule matches" in inst.outcome.detail
