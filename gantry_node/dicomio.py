@@ -14,6 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 
+from gantry_node.deid.encoding import encode_dataset
+
 
 class BadInput(ValueError):
     """A file that is not a usable DICOM instance. The message names the file and the tag."""
@@ -62,14 +64,32 @@ def check_dataset(ds: Dataset, source: str | Path = "<dataset>") -> None:
         raise BadInput(source, "(7FE0,0010): image attributes present but no pixel data (file truncated?)")
 
 
+_FIXED_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8,
+               "OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+_KNOWN_VRS = frozenset(_FIXED_SIZE) | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "OB", "PN", "SH",
+                                       "SQ", "ST", "TM", "UC", "UI", "UN", "UR", "UT"}
+
+
 def _decode_all(ds: Dataset, source, where: str) -> None:
+    """Check every element's encoding without decoding values the engine will not touch:
+    a known VR, a length that fits the VR, a value not cut short. Sequences are decoded and
+    their items checked the same way."""
     for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
         label = f"{where}({tag.group:04X},{tag.element:04X})"
         raw = ds.get_item(tag)
-        # pydicom accepts a value cut short by the end of the file; the length field tells.
-        if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF and raw.value is not None \
-                and len(raw.value) != raw.length:
-            raise BadInput(source, f"{label}: value is {len(raw.value)} of {raw.length} bytes (file truncated)")
+        if isinstance(raw, RawDataElement):
+            vr = raw.VR or _dictionary_vr(tag)
+            if raw.VR is not None and raw.VR not in _KNOWN_VRS:
+                raise BadInput(source, f"{label}: invalid VR {raw.VR!r}")
+            length = raw.length
+            if raw.value is not None and length != 0xFFFFFFFF and len(raw.value) != length:
+                # pydicom accepts a value cut short by the end of the file; the length field tells.
+                raise BadInput(source, f"{label}: value is {len(raw.value)} of {length} bytes (file truncated)")
+            size = _FIXED_SIZE.get(vr)
+            if size and length != 0xFFFFFFFF and length % size and tag != 0x7FE00010:
+                raise BadInput(source, f"{label}: {vr} value of {length} bytes is not a multiple of {size}")
+            if vr != "SQ":
+                continue
         try:
             elem = ds[tag]
         except Exception as exc:  # noqa: BLE001 -- any decoding failure is bad input
@@ -77,8 +97,15 @@ def _decode_all(ds: Dataset, source, where: str) -> None:
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
                 _decode_all(item, source, f"{label}[{i}].")
-        elif elem.VR in ("US", "SS", "UL", "SL", "FL", "FD") and isinstance(elem.value, bytes):
-            raise BadInput(source, f"{label}: {elem.VR} value of {len(elem.value)} bytes is malformed")
+
+
+def _dictionary_vr(tag) -> str:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
 
 
 def _check_pixel_length(ds: Dataset, source) -> None:
@@ -106,17 +133,13 @@ def _check_pixel_length(ds: Dataset, source) -> None:
         raise BadInput(source, f"(7FE0,0010): pixel data is {len(value)} bytes, {expected} expected (truncated)")
 
 
-def encode_instance(ds: Dataset) -> bytes:
-    """The instance as a DICOM Part 10 file in memory (new preamble, the dataset's file meta)."""
-    from io import BytesIO
-
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+encode_instance = encode_dataset  # the instance as a Part 10 file in memory
 
 
-def write_atomic(data: bytes, path: str | Path, mode: int = 0o640) -> Path:
-    """Write bytes to `path` so that it either exists complete and fsynced, or not at all."""
+def write_atomic(data: bytes, path: str | Path, mode: int = 0o640, durable: bool = True) -> Path:
+    """Write bytes to `path` so that it either exists complete, or not at all. With `durable`
+    the file and its directory entry are fsynced before returning (what the node acknowledges
+    must survive a power cut); offline batch writers may skip that and sync once at the end."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -124,12 +147,15 @@ def write_atomic(data: bytes, path: str | Path, mode: int = 0o640) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return path
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -138,8 +164,8 @@ def write_atomic(data: bytes, path: str | Path, mode: int = 0o640) -> Path:
     return path
 
 
-def write_instance(ds: Dataset, path: str | Path, mode: int = 0o640) -> Path:
-    return write_atomic(encode_instance(ds), path, mode)
+def write_instance(ds: Dataset, path: str | Path, mode: int = 0o640, durable: bool = True) -> Path:
+    return write_atomic(encode_instance(ds), path, mode, durable)
 
 
 def clean_path(root: str | Path, ds: Dataset) -> Path:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gantry_node.dicomio import BadInput, clean_path, read_instance, write_instance
+from gantry_node.dicomio import BadInput, clean_path, read_instance, write_atomic
 from gantry_node.pipeline import Clean, Engine, Quarantine, process
 
 SKIP_NAMES = {"DICOMDIR"}
@@ -66,7 +67,7 @@ def iter_files(root: Path) -> Iterator[Path]:
 
 
 def process_file(
-    path: Path, engine: Engine, out_dir: Path, written: dict[Path, Path] | None = None
+    path: Path, engine: Engine, out_dir: Path, written: dict[Path, Path] | None = None, durable: bool = False
 ) -> tuple[FileOutcome, Clean | None]:
     """De-identify one file into out_dir. `written` maps outputs of this run to their sources,
     so a second file with the same SOP Instance UID is reported rather than overwriting."""
@@ -83,7 +84,7 @@ def process_file(
         if target in written:
             return FileOutcome(path, "duplicate", f"first seen in {written[target]}"), None
         written[target] = path
-    write_instance(clean.dataset, target)
+    write_atomic(clean.encoded, target, durable=durable)
     return FileOutcome(path, "written", output=target, sop_instance_uid=str(clean.dataset.SOPInstanceUID)), clean
 
 
@@ -104,4 +105,5 @@ def deidentify_folder(
     written: dict[Path, Path] = {}
     for path in progress(files) if progress else files:
         report.outcomes.append(process_file(path, engine, out_dir, written)[0])
+    os.sync()  # one flush for the batch instead of an fsync per file
     return report

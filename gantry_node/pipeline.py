@@ -17,6 +17,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from gantry_node.deid import Change, DeidError, Finding, Identity, Keys, Policy, deidentify, verify
+from gantry_node.deid.encoding import encode_dataset
 
 
 class Quarantine(Exception):
@@ -52,13 +53,15 @@ class Work:
     originals: Dataset | None = field(default=None, repr=False)
     changes: list[Change] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # per-stage facts for the audit (no PHI)
+    encoded: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
 class Clean:
     dataset: Dataset
-    changes: list[Change]
-    notes: dict[str, Any]
+    encoded: bytes = field(repr=False)  # the verified Part 10 bytes: write these, not the dataset
+    changes: list[Change] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
     identity: Identity | None = field(default=None, repr=False)  # of the original, in memory only
 
 
@@ -84,7 +87,8 @@ def stage_pixels(work: Work, engine: Engine) -> None:
 
 
 def stage_verify(work: Work, engine: Engine) -> None:
-    findings = verify(work.dataset, engine.policy, work.identity)
+    work.encoded = encode_dataset(work.dataset)  # verified bytes are the bytes written
+    findings = verify(work.dataset, engine.policy, work.identity, work.encoded)
     if findings:
         summary = "; ".join(sorted({f"{f.path} {f.keyword}: {f.reason}" for f in findings}))
         raise Quarantine(f"verification failed: {summary}", "verify", findings)
@@ -110,7 +114,7 @@ def process(original: Dataset, engine: Engine) -> Clean:
             raise
         except Exception as exc:  # noqa: BLE001 -- fail closed: nothing unverified leaves
             raise Quarantine(f"{name} failed: {type(exc).__name__}: {_safe(exc)}", name) from exc
-    return Clean(work.dataset, work.changes, work.notes, work.identity)
+    return Clean(work.dataset, work.encoded, work.changes, work.notes, work.identity)
 
 
 def _safe(exc: Exception) -> str:

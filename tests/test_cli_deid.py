@@ -43,8 +43,8 @@ def test_folder_with_good_and_bad_files(tmp_path, run_cli, secret_file):
     assert "6 files: 2 de-identified and written, 0 held back, 3 unreadable, 1 not DICOM" in text
     assert f"skipped (not DICOM): {bad['not_dicom']}" in text
     assert f"{bad['truncated']}: (7FE0,0010): value is 27906 of 32768 bytes (file truncated)" in text
-    assert f"{bad['bad_vr']}: (0028,0010): value cannot be decoded" in text
-    assert f"{bad['odd_length']}: (0028,0010): value cannot be decoded" in text
+    assert f"{bad['bad_vr']}: (0028,0010): invalid VR 'ZZ'" in text
+    assert f"{bad['odd_length']}: (0028,0010): US value of 3 bytes is not a multiple of 2" in text
     assert "Traceback" not in proc.stderr
     written = sorted(p for p in out.rglob("*") if p.is_file())
     assert len(written) == 2, written  # nothing else, no temp files, no half-written files
@@ -98,3 +98,17 @@ def test_output_inside_input_is_refused(tmp_path, run_cli, secret_file):
     (tmp_path / "in").mkdir()
     proc = run_cli("deid", tmp_path / "in", tmp_path / "in" / "out", "--secret-file", secret_file)
     assert proc.returncode == 2 and "must not be inside the input" in proc.stderr
+
+
+def test_audit_is_a_dry_run_without_values(tmp_path, run_cli, secret_file):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CT_SMALL, src / "ct.dcm")
+    csv = tmp_path / "findings.csv"
+    proc = run_cli("audit", src, "--secret-file", secret_file, "--csv", csv, check=True)
+    assert "PatientName" in proc.stdout and "InstitutionName" in proc.stdout
+    assert "CompressedSamples" not in proc.stdout  # CT_small's patient name
+    assert "CompressedSamples" not in csv.read_text()
+    assert sorted(p.name for p in src.iterdir()) == ["ct.dcm"]
+    revealed = run_cli("audit", src / "ct.dcm", "--secret-file", secret_file, "--reveal", check=True)
+    assert "CompressedSamples" in revealed.stdout

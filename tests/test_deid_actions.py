@@ -232,3 +232,21 @@ def test_deterministic_across_runs_and_secret_dependent():
     b = encode_instance(run(ds, keys=Keys(b"a" * 32)).dataset)
     c = encode_instance(run(ds, keys=Keys(b"c" * 32)).dataset)
     assert a == b and a != c
+
+
+def test_kept_free_text_holding_the_identity_is_cleaned(keys):
+    # WindowCenterWidthExplanation is not in Table E.1-1: kept, but not with the patient in it
+    res = run(minimal(WindowCenterWidthExplanation="for Doe, MRN12345", ConvolutionKernel="STANDARD"), keys=keys)
+    assert res.dataset.WindowCenterWidthExplanation == "for ***, ***"
+    assert res.dataset.ConvolutionKernel == "STANDARD"
+    change = next(c for c in res.changes if c.keyword == "WindowCenterWidthExplanation")
+    assert change.action == "C" and "identity" in change.reason
+
+
+def test_plain_x_on_a_type_1_attribute_keeps_the_output_valid(keys):
+    # Presentation Creation Date is X in the Basic Profile but Type 1 in every presentation state
+    pr = minimal(GSPS, Modality="PR", PresentationCreationDate="20240311", PresentationCreationTime="101500")
+    out = run(pr, NO_DATE_OPTION, keys).dataset
+    assert out.PresentationCreationDate == "19000101" and out.PresentationCreationTime == "000000"
+    assert "PresentationCreationDate" not in run(minimal(PresentationCreationDate="20240311"), NO_DATE_OPTION,
+                                                 keys).dataset

@@ -96,3 +96,14 @@ def test_identity_is_never_in_repr():
 
 def test_empty_dataset_identity():
     assert Identity.of(Dataset()).needles() == []
+
+
+def test_numbers_in_names_and_numeric_ids_do_not_fail_clean_output(keys):
+    policy = default_policy()
+    src = minimal(PatientName="PATIENT^SYNTHETIC^0000", PatientID="123")
+    res = deidentify(src, policy, keys)
+    res.dataset.WindowCenterWidthExplanation = "window 0000 level 1234"
+    assert "0000" not in res.identity.name_parts
+    assert verify(res.dataset, policy, res.identity) == []
+    res.dataset.WindowCenterWidthExplanation = "id 123"
+    assert verify(res.dataset, policy, res.identity)

@@ -14,6 +14,7 @@ from gantry_node import __version__
 COMMAND_MODULES = [
     "gantry_node.cli.deid_cmd",
     "gantry_node.cli.secret_cmd",
+    "gantry_node.cli.audit_cmd",
     "gantry_node.cli.rules_cmd",
 ]
 

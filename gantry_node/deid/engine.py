@@ -128,6 +128,8 @@ class _Walk:
         self.changed_top: set[int] = set()
         self._top: int | None = None
         self.original_patient_id = str(ds.get("PatientID", "") or "").strip()
+        # Identity values as lower-case bytes: a cheap first test of kept free text.
+        self.needles = [v.lower().encode("utf-8", "replace") for _, v in self.identity.needles()]
         overlay_rule = self.tables.by_repeating_element.get((0x6000, 0x3000))
         self.drop_overlays = overlay_rule is not None and overlay_rule.action(self.options)[0] == "X"
 
@@ -136,6 +138,16 @@ class _Walk:
         self.changes.append(Change(path, tag, keyword_for_tag(tag) or "", vr, action, reason, original))
         if self._top is not None:
             self.changed_top.add(self._top)
+
+    def holds_identity(self, element: DataElement | RawDataElement) -> bool:
+        """Whether a text value contains one of this patient's identity values (substring test;
+        clean_text then replaces whole-word matches only)."""
+        value = element.value
+        if not value or not self.needles:
+            return False
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+        data = data.lower()
+        return any(n in data for n in self.needles)
 
     # -- structure -----------------------------------------------------------------------
     def dataset(self, ds: Dataset, seq_path: tuple[str, ...], where: str, mode: str) -> Dataset:
@@ -219,7 +231,8 @@ class _Walk:
             vr = raw.VR if isinstance(raw, DataElement) else (raw.VR or _dictionary_vr(tag))
             if int(tag) in CODE_ATTRIBUTES:
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
-            elif vr == "SQ" or vr in ("DA", "DT") or (mode != "profile" and vr in TEXT_VRS):
+            elif vr == "SQ" or vr in ("DA", "DT") or (
+                    vr in TEXT_VRS and (mode != "profile" or self.holds_identity(raw))):
                 self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
@@ -238,8 +251,7 @@ class _Walk:
     # -- actions -------------------------------------------------------------------------
     def apply(self, element, code, reason, path, seq_path, mode, out) -> None:
         vr = element.VR
-        if "/" in code:
-            code = self.resolve(code, seq_path + (element.keyword or "",))
+        code = profile.resolve(code, self.sop_class, seq_path + (element.keyword or "",))
         why = f"{reason}: {code}"
         if code == "X":
             self.record(path, element.tag, vr, "X", why, element.value)
@@ -271,19 +283,6 @@ class _Walk:
         else:
             raise DeidError(f"{path}: unknown action {code!r}")
 
-    def resolve(self, code: str, attr_path: tuple[str, ...]) -> str:
-        choices = code.split("/")
-        kind = profile.attribute_type(self.sop_class, attr_path)
-        if kind is None:  # SOP class unknown: keep the attribute present, with no identity in it
-            kind = "1" if "D" in choices or "U*" in choices else "2"
-        if kind in ("1", "2") and "U*" in choices:
-            return "U*"
-        if kind == "1":
-            return "D" if "D" in choices else choices[-1]
-        if kind == "2":
-            return "Z" if "Z" in choices else choices[-1]
-        return choices[0]
-
     def keep(self, element, path, seq_path, mode, out, unlisted: bool = False) -> None:
         vr = element.VR
         if vr == "SQ":
@@ -294,6 +293,8 @@ class _Walk:
             self.set(out, element, dummy_value(vr), path, "D", "free text inside a D sequence")
         elif unlisted and mode == "clean" and vr in TEXT_VRS and not _is_empty(element):
             self.clean(element, path, seq_path, "free text inside a C sequence", out)
+        elif vr in TEXT_VRS and self.holds_identity(element):
+            self.clean(element, path, seq_path, "kept free text holding the patient's identity", out)
         else:
             out[element.tag] = copy.copy(element)
 

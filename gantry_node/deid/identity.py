@@ -47,7 +47,8 @@ class Identity:
     @classmethod
     def of(cls, ds: Dataset) -> Identity:
         name = str(ds.get("PatientName", "") or "")
-        parts = tuple(sorted({p for p in re.split(r"[\^=\s,.]+", name) if len(p) >= 2}))
+        # a name part is a word: "0000" in a test patient's name is not something to look for
+        parts = tuple(sorted({p for p in re.split(r"[\^=\s,.]+", name) if len(p) >= 2 and re.search(r"[^\W\d_]", p)}))
         ids: set[str] = set()
         for kw in ID_KEYWORDS:
             value = ds.get(kw)
@@ -82,12 +83,19 @@ class Identity:
                 yield m.start(), m.end(), "patient name part"
         for value in self.ids:
             if len(value) >= 3:
-                for m in re.finditer(re.escape(value), text, re.IGNORECASE):
+                for m in re.finditer(id_pattern(value), text, re.IGNORECASE):
                     yield m.start(), m.end(), "patient or order id"
         if len(self.birth_date) == 8:
             for form in date_forms(self.birth_date):
                 for m in re.finditer(re.escape(form), text):
                     yield m.start(), m.end(), "birth date"
+
+
+def id_pattern(value: str) -> str:
+    """An all-digit ID matches only as a whole number (12345 is not in 2.25.9123456...); an ID
+    with letters is distinctive enough to match anywhere."""
+    body = re.escape(value)
+    return rf"(?<!\d){body}(?!\d)" if value.isdigit() else body
 
 
 def date_forms(yyyymmdd: str) -> list[str]:

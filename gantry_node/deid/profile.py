@@ -93,3 +93,33 @@ def attribute_type(sop_class_uid: str | None, path: tuple[str, ...]) -> str | No
     if iod is None:
         return None
     return iods.get(iod, {}).get("/".join(path), "3")
+
+
+def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) -> str:
+    """The single action `code` takes for the attribute at `attr_path` in the instance's IOD.
+
+    Combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): Type 1 -> D, Type 2 -> Z, otherwise the first
+    code; X/Z/U* keeps a Type 1 or 2 sequence with its UIDs replaced (U*), so references stay
+    intact; with an unknown SOP class the attribute stays present, holding nothing identifying.
+    A plain X or Z on an attribute the IOD requires is kept valid the same way (X on Type 1 ->
+    D, on Type 2 -> Z; Z on Type 1 -> D): the output must not gain IOD errors."""
+    if "/" not in code:
+        if code not in ("X", "Z"):
+            return code
+        kind = attribute_type(sop_class_uid, attr_path)
+        if kind == "1":
+            return "D"
+        if kind == "2" and code == "X":
+            return "Z"
+        return code
+    choices = code.split("/")
+    kind = attribute_type(sop_class_uid, attr_path)
+    if kind is None:
+        kind = "1" if "D" in choices or "U*" in choices else "2"
+    if kind in ("1", "2") and "U*" in choices:
+        return "U*"
+    if kind == "1":
+        return "D" if "D" in choices else choices[-1]
+    if kind == "2":
+        return "Z" if "Z" in choices else choices[-1]
+    return choices[0]

@@ -1,88 +1,168 @@
 """Verification of a de-identified instance, before anything leaves.
 
 Fails (returns findings) when:
-- re-running the policy over the output would still remove something (X), or replace a UID
-  that is not a pseudonym (U);
+- an element the policy removes is still there, at any depth: a Table E.1-1 attribute whose
+  action is X, a private element that is not allowed, an overlay or curve group;
+- a UID the policy replaces is not a pseudonym (2.25 form), unless Retain UIDs is on;
 - the original name, name parts, IDs, birth date, or (without Retain UIDs) the original study,
   series or instance UIDs occur anywhere in the encoded bytes;
 - Patient Identity Removed is not YES.
+
+The structural check uses the same rule tables and decisions as the engine (profile.py), but
+only looks: it builds nothing, so it is cheap enough to run on every instance.
 """
 
 from __future__ import annotations
 
 import re
-from io import BytesIO
 
 from pydicom.dataset import Dataset
-from pydicom.filewriter import write_dataset
 
-from gantry_node.deid.engine import deidentify
+from gantry_node.deid import profile
+from gantry_node.deid.encoding import encode_dataset
 from gantry_node.deid.identity import Identity
-from gantry_node.deid.policy import Policy
-from gantry_node.deid.pseudonyms import Keys
+from gantry_node.deid.policy import OverrideKey, Policy
 from gantry_node.deid.scan import Finding
 from gantry_node.deid.values import as_list
 
-# Bulk values searched only for long needles: a 3-byte ID matches random pixel bytes by chance.
-_BULK = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000500)
+# Bulk values (pixels, ciphertext) are searched only for long needles: a 3-byte ID matches
+# random pixel bytes by chance.
+_BULK_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000520)
 _MIN_BULK_NEEDLE = 6
-_VERIFY_KEYS = Keys(b"gantry-node verification pass, not a site secret")
 
 
-def verify(ds: Dataset, policy: Policy, identity: Identity) -> list[Finding]:
+def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | None = None) -> list[Finding]:
+    """Findings that forbid the instance to leave; [] means clean. Pass the exact bytes that
+    will be written as `encoded` to check those (otherwise the dataset is encoded here)."""
     findings: list[Finding] = []
     if ds.get("PatientIdentityRemoved") != "YES":
         findings.append(Finding("(0012,0062)", "(0012,0062)", "PatientIdentityRemoved", "CS",
                                 "Patient Identity Removed is not YES", "verify"))
-    second = deidentify(ds, policy, _VERIFY_KEYS)
-    for c in second.changes:
-        if c.action == "X":
-            findings.append(Finding(c.path, c.tag_text, c.keyword, c.vr,
-                                    f"still present, policy removes it ({c.reason})", "verify", c.original))
-        elif c.action == "U" and not _is_pseudonym(c.original) and "retain_uids" not in policy.options:
-            findings.append(Finding(c.path, c.tag_text, c.keyword, c.vr,
-                                    "UID not replaced by a pseudonym", "verify", c.original))
-    findings += leaked_values(ds, identity, policy)
+    findings += _Checker(policy, str(ds.get("SOPClassUID", ""))).check(ds, (), "")
+    if encoded is None:
+        encoded = encode_dataset(ds)
+    findings += leaked_values(encoded, _bulk_values(ds), identity, policy)
     return findings
 
 
-def _is_pseudonym(value) -> bool:
-    return all(str(v).startswith("2.25.") for v in as_list(value))
+class _Checker:
+    def __init__(self, policy: Policy, sop_class: str) -> None:
+        self.policy = policy
+        self.options = policy.options
+        self.sop_class = sop_class
+        self.tables = profile.tables()
+        overlay = self.tables.by_repeating_element.get((0x6000, 0x3000))
+        self.drop_overlays = overlay is not None and overlay.action(self.options)[0] == "X"
+
+    def check(self, ds: Dataset, seq_path: tuple[str, ...], where: str) -> list[Finding]:
+        found: list[Finding] = []
+        for elem in ds:
+            tag = int(elem.tag)
+            tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            path = f"{where}{tag_text}"
+            reason = self._problem(ds, elem, seq_path)
+            if reason:
+                found.append(Finding(path, tag_text, elem.keyword or "", elem.VR, reason, "verify", elem.value))
+            if elem.VR == "SQ":
+                for i, item in enumerate(elem.value or []):
+                    found += self.check(item, seq_path + (elem.keyword or tag_text,), f"{path}[{i}].")
+        return found
+
+    def _problem(self, ds: Dataset, elem, seq_path: tuple[str, ...]) -> str | None:
+        """Why `elem` must not be in the output, or None."""
+        tag = int(elem.tag)
+        group, el = tag >> 16, tag & 0xFFFF
+        if group % 2 == 1:
+            if 0x0010 <= el <= 0x00FF or self._private_allowed(ds, group, el):
+                return None
+            return "private element the policy does not allow"
+        if profile.repeating_base(group) is not None:
+            return "overlay or curve data the policy removes" if self._repeating_removed(group, el) else None
+        override = self.policy.overrides.get(OverrideKey(tag=tag))
+        if override is not None:
+            return "still present, a site override removes it" if override.action == "remove" else None
+        rule = self.tables.by_tag.get(tag)
+        if rule is None:
+            return None
+        code, reason = rule.action(self.options)
+        code = profile.resolve(code, self.sop_class, seq_path + (elem.keyword or "",))
+        if code == "X":
+            return f"still present, policy removes it ({reason}: X)"
+        if code == "U" and elem.VR == "UI" and not _pseudonymous(elem.value):
+            return "UID not replaced by a pseudonym"
+        return None
+
+    def _private_allowed(self, ds: Dataset, group: int, el: int) -> bool:
+        creator_elem = ds.get((group << 16) | (el >> 8))
+        if creator_elem is None:
+            return False
+        creator = str(creator_elem.value or "").strip()
+        override = self.policy.overrides.get(OverrideKey(group=group, creator=creator, element=el & 0xFF))
+        if override is not None:
+            return override.action != "remove"
+        return "retain_safe_private" in self.options and \
+            (group, creator.upper(), el & 0xFF) in self.tables.safe_private
+
+    def _repeating_removed(self, group: int, el: int) -> bool:
+        base = profile.repeating_base(group)
+        rule = self.tables.by_repeating_element.get((base, el)) or self.tables.whole_repeating_group.get(base)
+        if rule is None:
+            return base == 0x6000 and self.drop_overlays
+        return rule.action(self.options)[0] == "X"
 
 
-def leaked_values(ds: Dataset, identity: Identity, policy: Policy) -> list[Finding]:
+def _pseudonymous(value) -> bool:
+    return all(not str(v).strip() or str(v).startswith("2.25.") for v in as_list(value))
+
+
+def _bulk_values(ds: Dataset) -> list[bytes]:
+    values = [ds.get_item(t).value for t in _BULK_TAGS[:3] if t in ds]
+    for item in ds.get("EncryptedAttributesSequence", []) or []:
+        if "EncryptedContent" in item:
+            values.append(item.EncryptedContent)
+    return [v for v in values if isinstance(v, bytes) and v]
+
+
+def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy) -> list[Finding]:
+    """Findings for identity values that occur in `encoded`. Short values are ignored inside
+    the bulk values (pixels, ciphertext), where they would match by chance."""
     needles = identity.needles()
     if "retain_uids" not in policy.options:
         needles += [("original UID", u) for u in identity.uids]
     if not needles:
         return []
-    meta = Dataset()
-    bulk: list[bytes] = []
-    for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
-        if int(tag) in _BULK:
-            value = ds.get_item(tag).value
-            if isinstance(value, bytes):
-                bulk.append(value)
-        else:
-            meta[tag] = ds.get_item(tag)
-    buffer = BytesIO()
-    write_dataset(_filebuf(buffer), meta)
-    text = buffer.getvalue().lower()
+    text = encoded.lower()
+    ranges = []
+    for value in bulk:
+        start = encoded.rfind(value) if len(value) < 1 << 16 else _tail_or_find(encoded, value)
+        if start >= 0:
+            ranges.append((start, start + len(value)))
     found: list[Finding] = []
     for what, value in needles:
+        if value.lower().encode("utf-8", "replace") not in text:  # the common case, and fast
+            continue
+        long_enough = len(value) >= _MIN_BULK_NEEDLE
         pattern = _needle_pattern(what, value)
-        hit = pattern.search(text) is not None
-        if not hit and len(value) >= _MIN_BULK_NEEDLE:
-            hit = any(pattern.search(b.lower()) for b in bulk)
-        if hit:
-            found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
-                                 "verify", value))
+        for m in pattern.finditer(text):
+            if long_enough or not any(s <= m.start() < e for s, e in ranges):
+                found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
+                                     "verify", value))
+                break
     return found
 
 
+def _tail_or_find(encoded: bytes, value: bytes) -> int:
+    """Pixel data is almost always the last element: check the tail before searching."""
+    if encoded.endswith(value):
+        return len(encoded) - len(value)
+    if encoded[-len(value) - 1:-1] == value:  # an odd value padded to even length
+        return len(encoded) - len(value) - 1
+    return encoded.rfind(value)
+
+
 def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
-    """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates as whole numbers,
-    IDs and UIDs anywhere."""
+    """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates and all-digit IDs as
+    whole numbers, UIDs as whole UIDs, IDs with letters anywhere."""
     body = re.escape(value.lower().encode("utf-8", "replace"))
     if what.startswith("patient name"):
         return re.compile(rb"(?<![a-z])" + body + rb"(?![a-z])")
@@ -90,13 +170,6 @@ def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
         return re.compile(rb"(?<![0-9])" + body + rb"(?![0-9])")
     if what == "original UID":
         return re.compile(rb"(?<![0-9.])" + body + rb"(?![0-9.])")
+    if value.isdigit():
+        return re.compile(rb"(?<![0-9])" + body + rb"(?![0-9])")
     return re.compile(body)
-
-
-def _filebuf(buffer: BytesIO):
-    from pydicom.filebase import DicomFileLike
-
-    fp = DicomFileLike(buffer)
-    fp.is_little_endian = True
-    fp.is_implicit_VR = False
-    return fp

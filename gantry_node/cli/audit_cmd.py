@@ -1,0 +1,58 @@
+"""`gantry-node audit PATH`: what the policy would change in each file, and kept text that
+looks identifying (a dry run; nothing is written)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gantry_node.cli import CommandError
+from gantry_node.cli.deid_cmd import load_keys
+from gantry_node.deid import PolicyError, findings_dataframe, findings_table, load_policy, scan
+from gantry_node.dicomio import BadInput, read_instance
+from gantry_node.folder import iter_files
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="show what the policy would change (dry run)",
+        description="For each DICOM file under PATH, list every attribute the policy would change "
+        "(path, tag, VR, reason, action) and kept free text that holds the patient's identity or "
+        "looks like PHI. Values are not shown unless --reveal is given. Nothing is written.",
+    )
+    p.add_argument("path", type=Path, metavar="PATH", help="a file or a folder")
+    p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
+    p.add_argument("--secret-file", type=Path, metavar="FILE", help="site secret (or GANTRY_SECRET_FILE)")
+    p.add_argument("--reveal", action="store_true", help="also show the values (PHI!) on the terminal")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="also write all findings to a CSV file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        raise CommandError(str(exc)) from None
+    keys = load_keys(args.secret_file)
+    if not args.path.exists():
+        raise CommandError(f"{args.path} does not exist")
+    frames = []
+    for path in iter_files(args.path):
+        try:
+            findings = scan(read_instance(path), policy, keys)
+        except BadInput as exc:
+            print(f"== {path}: skipped: {exc.problem}\n")
+            continue
+        print(f"== {path}: {len(findings)} findings")
+        print(findings_table(findings, reveal=args.reveal) + "\n")
+        if args.csv:
+            df = findings_dataframe(findings, reveal=args.reveal)
+            df.insert(0, "file", str(path))
+            frames.append(df)
+    if args.csv and frames:
+        import pandas as pd
+
+        pd.concat(frames, ignore_index=True).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
