@@ -140,3 +140,28 @@ def test_rules_are_matched_on_the_original_not_the_deidentified_dataset():
     clean = process(ds, engine_for({"rules": [by_serial]}))
     assert clean.notes["pixels"]["rule"] == "by-serial"
     assert "DeviceSerialNumber" not in clean.dataset
+
+
+def test_judging_ocr_text():
+    from gantry_node.deid import Identity
+    from gantry_node.pixels.ocr import Word, digit_reading, judge
+
+    def line(*texts):
+        return [Word(t, 90, 0, 10 + 60 * i, 5, 50, 12) for i, t in enumerate(texts)]
+
+    who = Identity.of(synthetic())  # Doe^Jane, PID12345, born 1970-01-02
+    assert [f.what for f in judge(line("DOE*JANE"), who)] == ["patient name part", "person name"]
+    assert [f.what for f in judge(line("ID", "PIDl2345"), who)] == ["patient or order id"]
+    assert [f.what for f in judge(line("24-MAY-O2"), None)] == ["date"]
+    assert [f.what for f in judge(line("5/25/2011"), None)] == ["date"]
+    assert [f.what for f in judge(line("11-05-25-142825"), None)] == ["date", "identifier"]
+    assert [f.what for f in judge(line("MRN:", "778"), None)] == ["labelled identifier"]
+    assert [f.what for f in judge(line("*WESTWAY", "MEDICAL*"), None)] == ["institution name"]
+    # what an ultrasound leaves after redaction is not a finding
+    for harmless in (("Gen", "OB", "C5-1", "28Hz"), ("TIS<0.4", "MI=0.8", "AO=100%"), ("127/128",),
+                     ("3/3/4",), ("9123", "5.0", "R15", "G66"), ("3:PELVIS", "DVA:", "94%"), ("LYMPH", "NODE")):
+        assert judge(line(*harmless), who) == [], harmless
+    # a finding's box is the words it covers, in image coordinates
+    (finding,) = judge(line("LYMPH", "5/25/2011"), None)
+    assert finding.box == (70, 5, 50, 12)
+    assert digit_reading("24-MAY-O2 Gen OB") == "24-MAY-02 Gen OB"

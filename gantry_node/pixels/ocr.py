@@ -14,7 +14,9 @@ Judging: a line of text is a finding when it contains the original patient's nam
 "LAST^FIRST" (OCR often reads the caret as * or ~) or "LAST, FIRST", a labelled identifier
 (MRN, ID, DOB, NAME, ACC), a number of 7 or more digits in dash-separated groups or 9 or more
 plain digits, an institution name (HOSPITAL, MEDICAL, MED CTR, CLINIC...), a phone number,
-e-mail or street address. A finding carries the box and what it resembled, never the text.
+e-mail or street address. Each line is judged as read and again with the letters OCR confuses
+with digits (O, I, l, S, B...) read as digits in tokens that hold digits ("24-MAY-O2").
+A finding carries the box and what it resembled, never the text.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 
 from gantry_node.deid import Identity
-from gantry_node.deid.identity import phi_spans
+from gantry_node.deid.identity import date_forms, phi_spans
 
 OCR_TIMEOUT_SECONDS = 120  # per frame; a timeout raises, and the stage quarantines (fails closed)
 MONTHS = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*"
@@ -143,6 +145,44 @@ def lines(words: list[Word]) -> list[list[Word]]:
     return [sorted(line, key=lambda w: w.x) for line in out]
 
 
+_DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "I": "1", "l": "1", "|": "1",
+                                   "i": "1", "S": "5", "B": "8", "Z": "2", "z": "2"})
+
+
+def digit_reading(text: str) -> str:
+    """`text` with the letters OCR confuses with digits read as digits, in tokens that already
+    hold two digits or more ("24-MAY-O2" -> "24-MAY-02", "l2345678" -> "12345678"); month names
+    and words stay as they are."""
+    def fix(token: str) -> str:
+        if sum(c.isdigit() for c in token) < 2:
+            return token
+        parts = re.split(r"([-/.:])", token)
+        return "".join(p.translate(_DIGIT_LOOKALIKES) if any(c.isdigit() for c in p) else p for p in parts)
+
+    return re.sub(r"\S+", lambda m: fix(m.group(0)), text)
+
+
+def fold(text: str) -> str:
+    """Upper case with OCR look-alikes made one character (O/D/Q->0, I/L/|->1, S->5, B->8, Z->2);
+    same length."""
+    return text.upper().translate(_FOLD)
+
+
+_FOLD = str.maketrans({"O": "0", "D": "0", "Q": "0", "I": "1", "L": "1", "|": "1", "S": "5", "B": "8", "Z": "2"})
+
+
+def folded_identity_spans(text: str, identity: Identity) -> list[tuple[int, int, str]]:
+    """The patient's IDs and birth date found despite OCR look-alikes ("PIDl2345" for PID12345)."""
+    folded = fold(text)
+    needles = [(value, "patient or order id") for value in identity.ids if len(value) >= 3]
+    if len(identity.birth_date) == 8:
+        needles += [(form, "birth date") for form in date_forms(identity.birth_date)]
+    spans = []
+    for value, what in needles:
+        spans += [(m.start(), m.end(), what) for m in re.finditer(re.escape(fold(value)), folded)]
+    return spans
+
+
 def judge(words: list[Word], identity: Identity | None) -> list[TextFinding]:
     """Findings among OCR words: identity matches and anything that looks like PHI."""
     ident = identity or Identity()
@@ -153,9 +193,11 @@ def judge(words: list[Word], identity: Identity | None) -> list[TextFinding]:
         for word in line:
             starts.append(len(text))
             text += word.text + " "
-        spans = [(s, e, r) for s, e, r in phi_spans(text, ident)]
-        for what, pattern in LOOKS_LIKE.items():
-            spans += [(m.start(), m.end(), what) for m in pattern.finditer(text)]
+        spans = list(phi_spans(text, ident)) + folded_identity_spans(text, ident)
+        digits = digit_reading(text)  # same length as text: offsets hold for both readings
+        for reading in [text] if digits == text else [text, digits]:
+            for what, pattern in LOOKS_LIKE.items():
+                spans += [(m.start(), m.end(), what) for m in pattern.finditer(reading)]
         for start, end, what in spans:
             hit = [w for w, s in zip(line, starts, strict=True) if s < end and s + len(w.text) > start]
             x0, y0 = min(w.x for w in hit), min(w.y for w in hit)
