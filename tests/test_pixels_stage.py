@@ -1,15 +1,13 @@
 """The pixel stage in the pipeline: unknown devices and OCR findings are held back, known
 devices are redacted, images that cannot carry text are left alone, undecodable pixels fail
-closed. The node-level test (an image with text is quarantined, not forwarded) builds on
-`text_image()` below: a US image of a device no rule knows, with the patient's name, ID
-and birth date burned in at the top left."""
+closed. The node-level test (an image with text is quarantined, not forwarded) can build on
+`tests.support.pixels.text_image()`: a US image of a device no rule knows ("Acme Sonics",
+"Model T"), with the patient's name, ID and birth date burned in at the top left."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from pydicom import uid
-from pydicom.pixels import set_pixel_data
 
 from gantry_node.deid import Keys, default_policy
 from gantry_node.pipeline import Engine, Quarantine, process
@@ -18,27 +16,13 @@ from gantry_node.pixels.config import parse_pixels_section
 from gantry_node.pixels.ocr import sample_frames
 from gantry_node.pixels.stage import make_pixel_stage
 from tests.conftest import SECRET
-from tests.support.pixels import draw_text, encode_as, read_testdata, roundtrip, synthetic
+from tests.support.pixels import encode_as, read_testdata, roundtrip, synthetic, text_image
 
 TEXT_BOX = (10, 10, 150, 70)  # where text_image() writes its three lines
 ACME_RULE = {"id": "acme-top-left", "name": "Acme Sonics Model T",
              "match": {"all": [{"tag": "Manufacturer", "equals": "Acme Sonics"},
                                {"tag": "ManufacturerModelName", "equals": "Model T"}]},
              "regions": [{"x": 0, "y": 0, "width": 200, "height": 80}]}
-
-
-def text_image(frames: int = 1, modality: str = "US", text_frames: tuple[int, ...] | None = None):
-    """480x640 MONOCHROME2 image with speckle and the patient's identity burned in."""
-    ds = synthetic("MONOCHROME2", 8, frames=frames, rows=480, columns=640, modality=modality)
-    rng = np.random.default_rng(3)
-    arr = np.zeros((frames, 480, 640), np.uint8)
-    arr[:, 150:450, 100:540] = rng.integers(0, 120, (frames, 300, 440))
-    for i in text_frames if text_frames is not None else range(frames):
-        arr[i] = draw_text(arr[i], ["DOE^JANE", "PID12345", "02/01/1970"], 10, 10, size=14)
-    set_pixel_data(ds, arr[0] if frames == 1 else arr, "MONOCHROME2", 8, generate_instance_uid=False)
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    return roundtrip(ds)
 
 
 def engine_for(doc=None) -> Engine:

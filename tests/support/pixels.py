@@ -157,3 +157,21 @@ def draw_text(image: np.ndarray, lines: list[str], x: int, y: int, size: int = 1
     target = out[y:y + height, x:x + width]
     target[mask[: target.shape[0], : target.shape[1]]] = value
     return out
+
+
+def text_image(frames: int = 1, modality: str = "US", text_frames: tuple[int, ...] | None = None):
+    """480x640 MONOCHROME2 ultrasound with speckle and the patient's identity (Doe^Jane,
+    PID12345, 02/01/1970) burned in at the top left (within x<150, y<70), from a device no
+    shipped rule knows (Manufacturer "Acme Sonics", model "Model T"). With the default pixel
+    configuration the pipeline quarantines it ("no machine rule matches"); with
+    `unknown_device: ocr` the OCR gate quarantines it."""
+    ds = synthetic("MONOCHROME2", 8, frames=frames, rows=480, columns=640, modality=modality)
+    rng = np.random.default_rng(3)
+    arr = np.zeros((frames, 480, 640), np.uint8)
+    arr[:, 150:450, 100:540] = rng.integers(0, 120, (frames, 300, 440))
+    for i in text_frames if text_frames is not None else range(frames):
+        arr[i] = draw_text(arr[i], ["DOE^JANE", "PID12345", "02/01/1970"], 10, 10, size=14)
+    set_pixel_data(ds, arr[0] if frames == 1 else arr, "MONOCHROME2", 8, generate_instance_uid=False)
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    return roundtrip(ds)
