@@ -163,3 +163,21 @@ def test_decoding_only_some_frames_gives_the_same_frames(tmp_path, syntax):
     assert np.array_equal(some.frames, whole[[0, 2, 4]])
     with pytest.raises(PixelDecodeError, match="out of range"):
         decode(ds, [5])
+
+
+@pytest.mark.parametrize(("name", "written"), [("CT_small.dcm", uid.ExplicitVRLittleEndian),
+                                               ("MR_small_jpeg_ls_lossless.dcm", uid.JPEGLSLossless),
+                                               ("MR_small_RLE.dcm", uid.RLELossless)])
+def test_signed_16_bit_images(name, written):
+    source = read_testdata(name)
+    assert source.PixelRepresentation == 1 and source.BitsAllocated == 16
+    before = decode(source).frames
+    ds = copy.deepcopy(source)
+    redact(ds, [REGION])
+    out = roundtrip(ds)
+    after = decode(out).frames
+    assert out.file_meta.TransferSyntaxUID == written and out.PixelRepresentation == 1
+    inside = np.zeros(before.shape, dtype=bool)
+    inside[:, 2:12, 4:24] = True
+    assert np.array_equal(after[~inside], before[~inside])
+    assert (after[inside] == before.min()).all()  # the smallest stored value, negative or not
