@@ -31,6 +31,7 @@ from pydicom.pixels import pixel_array, set_pixel_data
 LOSSY_SYNTAXES = {
     uid.JPEGBaseline8Bit: "ISO_10918_1", uid.JPEGExtended12Bit: "ISO_10918_1",
     uid.JPEGLSNearLossless: "ISO_14495_1", uid.JPEG2000: "ISO_15444_1",
+    uid.JPEG2000MC: "ISO_15444_2", uid.HTJ2K: "ISO_15444_15",
 }
 RECOMPRESS = {
     uid.RLELossless: uid.RLELossless,
