@@ -101,7 +101,11 @@ class Session:
         self.instances: list[Instance] = []
         self.sealer = None  # set by enable_reversible_anonymization
         self.sealing: SealingConfig | None = None
-        self.pixel_stage = None  # set by the pixel configuration
+        # Burned-in pixels are handled from the start (shipped rules, unknown devices held
+        # back, OCR gate): fail closed. `load_config` replaces the configuration.
+        self.pixel_config = None
+        self.pixel_stage = None
+        self.load_config(None)
 
     # -- the engine ------------------------------------------------------------------------
     @property
@@ -185,6 +189,39 @@ class Session:
             df.insert(0, "file", str(source))
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else findings_dataframe([], reveal)
+
+    # -- burned-in pixels (gantry_node.pixels) ----------------------------------------------
+    def setup_config(self, path: str | Path | None = None) -> str:
+        """Machine-rule scaffold (YAML) with one entry per ingested device, regions to fill in;
+        written to `path` when given. Load the filled-in file with `load_config`."""
+        from gantry_node.pixels.api import scaffold_yaml
+
+        text, _ = scaffold_yaml(inst.header for inst in self.instances if inst.header)
+        if path is not None:
+            write_atomic(text.encode("utf-8"), Path(path))
+        return text
+
+    scaffold_config = setup_config
+
+    def load_config(self, path: str | Path | None = None):
+        """Load a pixel configuration (a node config with `pixels:`, or a rules file; None: the
+        shipped defaults) and redact pixels in every later `anonymize`. Returns the PixelConfig."""
+        from gantry_node.pixels.api import load_pixel_config
+        from gantry_node.pixels.stage import make_pixel_stage
+
+        self.pixel_config = load_pixel_config(path)
+        self.pixel_stage = make_pixel_stage(self.pixel_config)
+        return self.pixel_config
+
+    def redact_pixels(self) -> Session:
+        """Anonymize with burned-in pixel redaction and the OCR gate (the shipped defaults
+        unless `load_config` was called): the same pipeline as `anonymize`, which always runs
+        the pixel stage; kept as the Gantry API's name for this step."""
+        if self.pixel_stage is None:
+            self.load_config(None)
+        return self.anonymize()
+
+    execute_config = redact_pixels
 
     # -- anonymize, verify, export ---------------------------------------------------------
     def anonymize(self) -> Session:

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "gantry_node.cli.audit_cmd",
     "gantry_node.cli.keys_cmd",
     "gantry_node.cli.recover_cmd",
+    "gantry_node.cli.rules_cmd",
 ]
 
 
