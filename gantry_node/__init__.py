@@ -1,6 +1,8 @@
 """gantry-node: a DICOM node that de-identifies in flight, and the same engine as a library."""
 
-__version__ = "0.1.0"
+from gantry_node.version import __version__
+
+__all__ = ["__version__", "Session"]
 
 
 def __getattr__(name: str):

@@ -15,9 +15,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 
 from gantry_node.deid.encoding import encode_dataset
+from gantry_node.errors import SafeMessage
 
 
-class BadInput(ValueError):
+class BadInput(SafeMessage, ValueError):
     """A file that is not a usable DICOM instance. The message names the file and the tag."""
 
     def __init__(self, path: str | Path, problem: str, kind: str = "corrupt"):

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 
 from gantry_node.deid import Change, DeidError, Finding, Identity, Keys, Policy, deidentify, verify
 from gantry_node.deid.encoding import encode_dataset
+from gantry_node.errors import SafeMessage
 
 
 class Quarantine(Exception):
@@ -120,6 +121,6 @@ def process(original: Dataset, engine: Engine) -> Clean:
 def _safe(exc: Exception) -> str:
     """Exception text for operators. Our own errors name tags, never values; a foreign
     exception's message may quote a value (a name in a bad-VR error), so only its type shows."""
-    if isinstance(exc, DeidError | Quarantine):
+    if isinstance(exc, SafeMessage | Quarantine):
         return str(exc)
     return "(message withheld: may quote data)"

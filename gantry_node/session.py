@@ -30,7 +30,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gantry_node import __version__
 from gantry_node.deid import (
     Finding,
     Identity,
@@ -47,6 +46,8 @@ from gantry_node.deid.markers import method_codes
 from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.folder import FileOutcome, iter_files, process_file
 from gantry_node.pipeline import Engine
+from gantry_node.seal import SealingConfig, load_certificate, load_private_key, parse_sealing_section, recover
+from gantry_node.version import __version__
 
 # Header attributes catalogued at ingest (device and geometry; the identity stays in the file).
 CATALOGUE = ("Modality", "SOPClassUID", "Manufacturer", "ManufacturerModelName", "Rows", "Columns",
@@ -72,6 +73,16 @@ class Instance:
     verify_findings: list[Finding] = field(default_factory=list)
 
 
+@dataclass
+class IdentityBackup:
+    """What preserve_identities() guarantees: who can recover, and what the seal does not cover."""
+
+    recipients: list[str]  # certificate subjects
+    algorithm: str
+    not_covered: list[Finding] = field(default_factory=list)  # kept text that looks like PHI
+    unsealed: list[Path] = field(default_factory=list)  # anonymized before sealing was on
+
+
 class Session:
     def __init__(
         self,
@@ -89,7 +100,12 @@ class Session:
         self.staging = self.workdir / "clean"
         self.instances: list[Instance] = []
         self.sealer = None  # set by enable_reversible_anonymization
-        self.pixel_stage = None  # set by the pixel configuration
+        self.sealing: SealingConfig | None = None
+        # Burned-in pixels are handled from the start (shipped rules, unknown devices held
+        # back, OCR gate): fail closed. `load_config` replaces the configuration.
+        self.pixel_config = None
+        self.pixel_stage = None
+        self.load_config(None)
 
     # -- the engine ------------------------------------------------------------------------
     @property
@@ -174,6 +190,39 @@ class Session:
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else findings_dataframe([], reveal)
 
+    # -- burned-in pixels (gantry_node.pixels) ----------------------------------------------
+    def setup_config(self, path: str | Path | None = None) -> str:
+        """Machine-rule scaffold (YAML) with one entry per ingested device, regions to fill in;
+        written to `path` when given. Load the filled-in file with `load_config`."""
+        from gantry_node.pixels.api import scaffold_yaml
+
+        text, _ = scaffold_yaml(inst.header for inst in self.instances if inst.header)
+        if path is not None:
+            write_atomic(text.encode("utf-8"), Path(path))
+        return text
+
+    scaffold_config = setup_config
+
+    def load_config(self, path: str | Path | None = None):
+        """Load a pixel configuration (a node config with `pixels:`, or a rules file; None: the
+        shipped defaults) and redact pixels in every later `anonymize`. Returns the PixelConfig."""
+        from gantry_node.pixels.api import load_pixel_config
+        from gantry_node.pixels.stage import make_pixel_stage
+
+        self.pixel_config = load_pixel_config(path)
+        self.pixel_stage = make_pixel_stage(self.pixel_config)
+        return self.pixel_config
+
+    def redact_pixels(self) -> Session:
+        """Anonymize with burned-in pixel redaction and the OCR gate (the shipped defaults
+        unless `load_config` was called): the same pipeline as `anonymize`, which always runs
+        the pixel stage; kept as the Gantry API's name for this step."""
+        if self.pixel_stage is None:
+            self.load_config(None)
+        return self.anonymize()
+
+    execute_config = redact_pixels
+
     # -- anonymize, verify, export ---------------------------------------------------------
     def anonymize(self) -> Session:
         """Run the pipeline over every readable instance into the staging area."""
@@ -209,6 +258,54 @@ class Session:
             rel = inst.outcome.output.relative_to(self.staging)
             exported.append(write_atomic(inst.outcome.output.read_bytes(), out_dir / rel))
         return exported
+
+    # -- reversible de-identification (PS3.15 E.1.2) -------------------------------------------
+    def enable_reversible_anonymization(
+        self, cert_path: str | Path | list[str | Path], algorithm: str = "aes256"
+    ) -> Session:
+        """Seal the original values of everything anonymize() removes or replaces into each
+        instance (Encrypted Attributes Sequence, CMS to the certificate(s)); only the holder of a
+        recipient's private key can recover them. Refuses an unreadable, expired or non-RSA
+        certificate."""
+        paths = cert_path if isinstance(cert_path, list | tuple) else [cert_path]
+        self.sealing = parse_sealing_section(list(paths), {"algorithm": algorithm}, "enable_reversible_anonymization")
+        self.sealer = self.sealing.sealer()
+        return self
+
+    def preserve_identities(self, findings: Any = None) -> IdentityBackup:
+        """Make sure the identity is backed up before anything is anonymized: here the backup is
+        the sealed Encrypted Attributes Sequence that anonymize() writes into every instance, so
+        this requires enable_reversible_anonymization() first.
+
+        `findings` (a list of Finding, or the dict audit() returns) is checked against what the
+        seal covers: the seal holds every attribute the policy changes; identifying text the
+        policy keeps is listed in `not_covered` (change the policy to clean it). Instances
+        already anonymized without sealing are listed in `unsealed` (run anonymize() again)."""
+        if self.sealer is None or self.sealing is None:
+            raise ValueError("preserve_identities needs a recipient certificate: call "
+                             "enable_reversible_anonymization(cert_path) first")
+        items = [f for fs in findings.values() for f in fs] if isinstance(findings, Mapping) else list(findings or [])
+        unsealed = [i.source for i in self._written()
+                    if "EncryptedAttributesSequence" not in pydicom.dcmread(i.outcome.output, stop_before_pixels=True)]
+        return IdentityBackup(
+            recipients=[c.subject.rfc4514_string() for c in self.sealing.recipients],
+            algorithm=self.sealing.algorithm,
+            not_covered=[f for f in items if f.action.startswith("keep")],
+            unsealed=unsealed,
+        )
+
+    backup_identities = preserve_identities
+
+    def recover_patient_identity(
+        self, path_or_dataset: str | Path | Dataset, key_path: str | Path, cert_path: str | Path | None = None
+    ) -> Dataset:
+        """The re-identified copy of a sealed instance (a file or a Dataset): original values
+        back, Patient Identity Removed NO, De-identification Method removed. Needs the honest
+        broker's private key; raises ValueError (SealError, CertificateError) when it cannot."""
+        ds = path_or_dataset if isinstance(path_or_dataset, Dataset) else read_instance(path_or_dataset)
+        key = load_private_key(key_path)
+        cert = load_certificate(cert_path) if cert_path is not None else None
+        return recover(ds, key, cert).dataset
 
     # -- reports ---------------------------------------------------------------------------
     def cohort_dataframe(self):

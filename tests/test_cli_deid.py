@@ -112,3 +112,19 @@ def test_audit_is_a_dry_run_without_values(tmp_path, run_cli, secret_file):
     assert sorted(p.name for p in src.iterdir()) == ["ct.dcm"]
     revealed = run_cli("audit", src / "ct.dcm", "--secret-file", secret_file, "--reveal", check=True)
     assert "CompressedSamples" in revealed.stdout
+
+
+def test_deid_seals_to_a_certificate_and_recover_reverses_it(tmp_path, run_cli, secret_file):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CT_SMALL, src / "ct.dcm")
+    run_cli("keys", "init", tmp_path / "broker", check=True)
+    cert, key = tmp_path / "broker" / "honest-broker-cert.pem", tmp_path / "broker" / "honest-broker-key.pem"
+    run_cli("deid", src, tmp_path / "out", "--secret-file", secret_file, "--certificate", cert,
+            "--algorithm", "aes128", "--no-progress", check=True)
+    (out,) = list((tmp_path / "out").rglob("*.dcm"))
+    assert "EncryptedAttributesSequence" in pydicom.dcmread(out)
+    shown = run_cli("recover", out, "--key", key, "--show", check=True)
+    assert "CompressedSamples^CT1" in shown.stdout
+    bad = run_cli("deid", src, tmp_path / "out2", "--secret-file", secret_file, "--certificate", key)
+    assert bad.returncode == 2 and "--certificate" in bad.stderr and "Traceback" not in bad.stderr

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from gantry_node import __version__
+from gantry_node.version import __version__
 
 # Each module defines `register(subparsers)`, which adds its parser(s) and sets `func`
 # (a callable taking the parsed args and returning an exit status).
@@ -15,6 +15,9 @@ COMMAND_MODULES = [
     "gantry_node.cli.deid_cmd",
     "gantry_node.cli.secret_cmd",
     "gantry_node.cli.audit_cmd",
+    "gantry_node.cli.keys_cmd",
+    "gantry_node.cli.recover_cmd",
+    "gantry_node.cli.rules_cmd",
     "gantry_node.cli.serve_cmd",
     "gantry_node.cli.status_cmd",
     "gantry_node.cli.quarantine_cmd",

@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
     p.add_argument("--secret-file", type=Path, metavar="FILE",
                    help=f"site secret for pseudonyms (or set {SECRET_ENV}); required")
+    p.add_argument("--certificate", type=Path, action="append", metavar="CERT.pem",
+                   help="seal the original identity to this recipient (PS3.15 E.1.2); repeatable")
+    p.add_argument("--algorithm", choices=("aes256", "aes128"), default=None,
+                   help="content encryption for sealing (default aes256)")
+    p.add_argument("--pixels", type=Path, metavar="FILE",
+                   help="burned-in pixel rules: a node config with a pixels: section, or a rules file "
+                   "(default: the shipped library; unknown devices that may carry text are held back)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -45,12 +52,41 @@ def load_keys(secret_file: Path | None) -> Keys:
         raise CommandError(str(exc)) from None
 
 
+def load_pixel_stage(path: Path | None):
+    """The pixel stage is always on (fail closed); FILE only changes its rules."""
+    from gantry_node.pixels.api import load_pixel_config
+    from gantry_node.pixels.config import PixelConfigError
+    from gantry_node.pixels.stage import make_pixel_stage
+
+    try:
+        return make_pixel_stage(load_pixel_config(path))
+    except (PixelConfigError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def load_sealer(certificates: list[Path] | None, algorithm: str | None):
+    if algorithm and not certificates:
+        raise CommandError("--algorithm needs --certificate")
+    if not certificates:
+        return None
+    from gantry_node.seal.config import SealingConfigError, parse_sealing_section
+
+    reversible = {"algorithm": algorithm} if algorithm else None
+    try:
+        sealing = parse_sealing_section([str(c) for c in certificates], reversible, "--certificate")
+    except SealingConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return sealing.sealer() if sealing else None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
     keys = load_keys(args.secret_file)
+    sealer = load_sealer(args.certificate, args.algorithm)
+    pixel_stage = load_pixel_stage(args.pixels)
     if not args.in_dir.exists():
         raise CommandError(f"{args.in_dir} does not exist")
     progress = None
@@ -61,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             return tqdm(files, unit="file", desc="de-identifying", disable=None)
 
     try:
-        report = deidentify_folder(args.in_dir, args.out_dir, Engine(policy, keys), progress)
+        engine = Engine(policy, keys, sealer=sealer, pixel_stage=pixel_stage)
+        report = deidentify_folder(args.in_dir, args.out_dir, engine, progress)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary())

@@ -30,7 +30,6 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gantry_node import __version__
 from gantry_node.deid import profile
 from gantry_node.deid.identity import Identity, clean_text
 from gantry_node.deid.markers import apply_markers
@@ -47,15 +46,18 @@ from gantry_node.deid.values import (
     shift_da,
     shift_dt,
 )
+from gantry_node.errors import SafeMessage
+from gantry_node.version import __version__
 
 IMPLEMENTATION_CLASS_UID = "2.25.209741618398735281936925651036127462977"
 IMPLEMENTATION_VERSION_NAME = f"GANTRY_{__version__}"[:16]
 
+_MARKER_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 _PATIENT_NAME = 0x00100010
 _PATIENT_ID = 0x00100020
 
 
-class DeidError(ValueError):
+class DeidError(SafeMessage, ValueError):
     """An element that cannot be de-identified; the message names the tag, never the value."""
 
 
@@ -97,6 +99,8 @@ def deidentify(ds: Dataset, policy: Policy, keys: Keys) -> DeidResult:
     out.file_meta = new_file_meta(
         sop_class, sop_instance, source_meta.get("TransferSyntaxUID") if source_meta else None
     )
+    # markers an earlier de-identification left are replaced: keep their originals too
+    walk.changed_top.update(t for t in _MARKER_TAGS if t in ds)
     originals = Dataset()
     for tag in sorted(walk.changed_top):
         originals[tag] = ds[tag]
@@ -180,6 +184,8 @@ class _Walk:
                 continue
             self.public(ds, tag, path, seq_path, mode, out)
         for tag, raw in deferred_creators.items():
+            if not seq_path:
+                self._top = tag
             if (tag.group, tag.element) in kept_blocks:
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
             else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gantry_node import __version__
 from gantry_node.deid.policy import Policy
+from gantry_node.version import __version__
 
 BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
 CLEAN_PIXEL_DATA = ("113101", "Clean Pixel Data Option")

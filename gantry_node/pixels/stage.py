@@ -1,0 +1,112 @@
+"""The pixel stage of the pipeline: machine rule -> redact -> OCR gate.
+
+    engine = Engine(policy, keys, pixel_stage=make_pixel_stage(parse_pixels_section(doc.get("pixels"))))
+
+For each instance with Pixel Data:
+1. The first rule whose signature matches the ORIGINAL dataset (de-identification removes
+   attributes such as DeviceSerialNumber) names the regions to blank.
+2. Whether the image may carry burned-in text is judged on the original too
+   (BurnedInAnnotation=YES, a suspect modality, a screen-capture SOP class, CTP's heuristic).
+   Such an image with no matching rule is quarantined (unknown_device: quarantine).
+3. The regions are blanked in every frame of the de-identified dataset (decoded pixels).
+4. The OCR gate reads what is left, for suspect images of the modalities it is enabled for;
+   any finding quarantines the instance.
+Work notes (no PHI) go to work.notes["pixels"].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gantry_node.pipeline import Quarantine, Work
+from gantry_node.pixels.codec import Decoded, PixelDecodeError, decode, has_pixels
+from gantry_node.pixels.config import PixelConfig
+from gantry_node.pixels.ocr import judge, luminance, read_words, sample_frames
+from gantry_node.pixels.redact import redact
+from gantry_node.pixels.rules import first_match
+from gantry_node.pixels.suspect import SCREEN_CAPTURE_SOP_CLASSES, suspect_reasons
+
+
+def make_pixel_stage(config: PixelConfig) -> Callable[[Work], None]:
+    """The callable for `Engine.pixel_stage`."""
+
+    def pixel_stage(work: Work) -> None:
+        run_pixel_stage(work, config)
+
+    return pixel_stage
+
+
+def run_pixel_stage(work: Work, config: PixelConfig) -> None:
+    original, ds = work.original, work.dataset
+    notes: dict[str, Any] = {}
+    work.notes["pixels"] = notes
+    if ds is None or not has_pixels(ds):
+        notes["skipped"] = "no pixel data"
+        return
+    rule = first_match(config.rules, original)
+    suspect = suspect_reasons(original, config.suspect_modalities, config.suspect_sop_classes, config.heuristic)
+    notes["rule"] = rule.id if rule else None
+    if rule:
+        notes["rule_name"] = rule.name
+    notes["suspect"] = suspect
+    if rule is None and suspect and config.unknown_device == "quarantine":
+        raise Quarantine(
+            f"pixels: image may carry burned-in text ({', '.join(suspect)}) and no machine rule matches "
+            f"this device ({_device(original)}); add a rule for it (gantry-node rules scaffold)", "pixels")
+
+    decoded: Decoded | None = None
+    if rule and rule.regions:
+        try:
+            result, decoded = redact(ds, rule.regions)
+        except PixelDecodeError as exc:
+            raise Quarantine(f"pixels: {exc}", "pixels") from None
+        notes.update(result.notes())
+        notes["redacted"] = result.changed
+
+    if suspect and _ocr_wanted(original, rule is None, config):
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = sample_frames(count, config.ocr.max_frames)
+        if decoded is not None:
+            pictures = decoded.frames[frames]
+        else:  # nothing was redacted: decode only the frames the gate reads
+            decoded = _decode(ds, frames)
+            pictures = decoded.frames
+        findings, words = [], 0
+        for index, picture in zip(frames, pictures, strict=True):
+            gray = luminance(picture, decoded.photometric, ds)
+            try:
+                read = read_words(gray, index, config.ocr.language, config.ocr.min_confidence)
+            except Exception as exc:  # noqa: BLE001 -- no OCR means the gate is shut, not open
+                raise Quarantine(f"pixels: OCR unavailable ({type(exc).__name__}); the OCR gate fails closed",
+                                 "pixels") from None
+            words += len(read)
+            findings += judge(read, work.identity)
+        notes["ocr"] = {"frames": frames, "words": words, "findings": len(findings)}
+        if findings:
+            shown = "; ".join(f.describe() for f in findings[:5])
+            more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
+            raise Quarantine(f"pixels: OCR found {shown}{more}", "pixels")
+
+
+def _decode(ds, frames: list[int]) -> Decoded:
+    try:
+        return decode(ds, frames)
+    except PixelDecodeError as exc:
+        raise Quarantine(f"pixels: {exc}", "pixels") from None
+
+
+def _ocr_wanted(original, unknown: bool, config: PixelConfig) -> bool:
+    kinds = {str(original.get("Modality", "") or "").strip().upper()}
+    if str(original.get("SOPClassUID", "")) in SCREEN_CAPTURE_SOP_CLASSES:
+        kinds.add("SC")
+    if unknown and config.unknown_device == "ocr":
+        return True
+    return bool(kinds & set(config.ocr.enabled_modalities))
+
+
+def _device(ds) -> str:
+    """Device descriptors for the operator (manufacturer, model, size; not patient data)."""
+    maker = str(ds.get("Manufacturer", "") or "?").strip()
+    model = str(ds.get("ManufacturerModelName", "") or "?").strip()
+    return f"Manufacturer {maker!r}, model {model!r}, {ds.get('Rows', '?')}x{ds.get('Columns', '?')}"

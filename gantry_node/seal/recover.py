@@ -1,0 +1,102 @@
+"""Re-identification by the honest broker (PS3.15 E.1.2, re-identifier):
+
+1. decrypt one Encrypted Content of Encrypted Attributes Sequence with the recipient's key and
+   decode it with its Encrypted Content Transfer Syntax UID;
+2. move every attribute of the single Modified Attributes Sequence item into the main data set,
+   replacing the dummies (the originals are whole top-level elements, so nested values come back
+   with their sequence);
+3. Patient Identity Removed = NO; De-identification Method and its Code Sequence removed.
+
+The item used is removed too (as gdcmanon -d removes the sequence): once restored, the identity
+is in the clear and the ciphertext says nothing more. Other items (sealed by an earlier
+de-identification, to other recipients) stay. The input data set is not modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from gantry_node.seal.cms import unseal_item
+
+# Markers the de-identifier set that describe the de-identified state, not the original.
+_REMOVED_ON_RESTORE = ("DeidentificationMethod", "DeidentificationMethodCodeSequence")
+_TEMPORAL_MARKER = "LongitudinalTemporalInformationModified"
+
+SUMMARY_FIELDS = (
+    ("PatientName", "patient name"),
+    ("PatientID", "patient ID"),
+    ("IssuerOfPatientID", "issuer of patient ID"),
+    ("OtherPatientIDs", "other patient IDs"),
+    ("PatientBirthDate", "birth date"),
+    ("PatientSex", "sex"),
+    ("AccessionNumber", "accession number"),
+    ("StudyID", "study ID"),
+    ("StudyDate", "study date"),
+    ("SeriesDate", "series date"),
+    ("AcquisitionDate", "acquisition date"),
+    ("ContentDate", "content date"),
+    ("StudyInstanceUID", "study instance UID"),
+    ("SeriesInstanceUID", "series instance UID"),
+    ("SOPInstanceUID", "SOP instance UID"),
+)
+
+
+@dataclass
+class Recovered:
+    dataset: Dataset = field(repr=False)  # PHI: never logged
+    restored: list[str]  # keywords (or tags) of the attributes put back: no values
+
+
+def recover(ds: Dataset, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate | None = None) -> Recovered:
+    """A re-identified copy of `ds`. SealError (from gantry_node.seal.cms) when it cannot be."""
+    index, originals = unseal_item(ds, private_key, certificate)
+    out = copy.deepcopy(ds)
+    restored = []
+    for elem in originals:
+        out[elem.tag] = copy.deepcopy(elem)
+        restored.append(elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})")
+    out.PatientIdentityRemoved = "NO"
+    for keyword in _REMOVED_ON_RESTORE:
+        if keyword in out and keyword not in originals:
+            del out[keyword]
+    if _TEMPORAL_MARKER in out and _TEMPORAL_MARKER not in originals:
+        # It described the de-identified dates; the original dates are back.
+        del out[_TEMPORAL_MARKER]
+    items = out.EncryptedAttributesSequence
+    del items[index]
+    if not len(items):
+        del out.EncryptedAttributesSequence
+    _refresh_file_meta(out)
+    return Recovered(out, restored)
+
+
+def _refresh_file_meta(ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+
+
+def identity_summary(ds: Dataset) -> list[tuple[str, str]]:
+    """(label, value) of the identifying attributes of a (re-identified) data set, for the
+    honest broker's terminal. PHI: for `recover --show` only, never for logs."""
+    out = []
+    for keyword, label in SUMMARY_FIELDS:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        text = "\\".join(str(v) for v in value) if isinstance(value, list | tuple | MultiValue) else str(value)
+        out.append((label, text))
+    for i, item in enumerate(ds.get("OtherPatientIDsSequence") or []):
+        if item.get("PatientID"):
+            out.append((f"other patient ID [{i}]", str(item.PatientID)))
+    return out
