@@ -30,7 +30,7 @@ SCHEMA_KEYS = (
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
     "destinations[].timeout", "destinations[].max_pdu",
-    "policy", "secret_file", "certificates", "pixels",
+    "policy", "secret_file", "certificates", "reversible", "reversible.algorithm", "pixels",
     "workers", "workers.processes", "workers.batch",
     "retention", "retention.raw",
     "logging", "logging.file", "logging.stdout",
@@ -91,8 +91,10 @@ class Config:
     destinations: tuple[Destination, ...] = ()
     policy: Policy = field(default_factory=default_policy)
     secret_file: Path | None = None  # None: data_dir/secret, created on first start
-    certificates: tuple[str, ...] = ()
-    pixels: Mapping[str, Any] | None = None  # raw section; parsed by the pixel stage
+    certificates: tuple[str, ...] = ()  # recipient certificates for sealing (absolute paths)
+    reversible: Mapping[str, Any] | None = None  # raw section (algorithm), checked with the certificates
+    pixels: Mapping[str, Any] | None = None  # raw section, checked at load; parsed again per worker
+    base_dir: Path | None = None  # the config file's folder: pixels rules_files are relative to it
     workers: int = 2
     batch: int = 16
     retention: Retention = field(default_factory=Retention)
@@ -170,10 +172,14 @@ def config_from_mapping(doc: Any, base: Path | None = None) -> Config:
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     secret = path_of(doc["secret_file"], "secret_file") if doc.get("secret_file") is not None else None
-    certificates = _string_list(doc.get("certificates"), "certificates")
+    certificates = tuple(str(path_of(c, "certificates")) for c in _string_list(doc.get("certificates"),
+                                                                                  "certificates"))
+    reversible = doc.get("reversible")
+    _sealing(certificates, reversible)
     pixels = doc.get("pixels")
     if pixels is not None and not isinstance(pixels, Mapping):
         raise ConfigError("pixels: expected a mapping")
+    _pixels(pixels, base)
     workers = _section(doc, "workers", ("processes", "batch"))
     retention = _section(doc, "retention", ("raw",))
     logging = _section(doc, "logging", ("file", "stdout"))
@@ -189,7 +195,9 @@ def config_from_mapping(doc: Any, base: Path | None = None) -> Config:
         policy=policy,
         secret_file=secret,
         certificates=certificates,
+        reversible=reversible,
         pixels=pixels,
+        base_dir=base,
         workers=_int(workers, "processes", 2, 1, 64, "workers"),
         batch=_int(workers, "batch", 16, 1, 1000, "workers"),
         retention=Retention(_retention(retention.get("raw", "immediately"))),
@@ -343,6 +351,26 @@ def _retention(value: Any) -> str | int:
     raise ConfigError(f"retention.raw: expected 'immediately', 'keep' or a number of days, got {value!r}")
 
 
+def _sealing(certificates: tuple[str, ...], reversible: Any):
+    """Check the certificates (readable, RSA, not expired) and `reversible:` at start."""
+    from gantry_node.seal.config import SealingConfigError, parse_sealing_section
+
+    try:
+        return parse_sealing_section(list(certificates), reversible, "config")
+    except SealingConfigError as exc:
+        raise ConfigError(str(exc).removeprefix("config: ")) from None
+
+
+def _pixels(section: Mapping | None, base: Path | None):
+    """The pixel stage's configuration (None: its defaults), checked at start."""
+    from gantry_node.pixels.config import PixelConfigError, parse_pixels_section
+
+    try:
+        return parse_pixels_section(section, "pixels", base)
+    except PixelConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_engines(config: Config) -> dict[str, Any]:
     """One pipeline engine per distinct policy: key "" is the node's policy; destinations with
     their own policy get their own engine under their name."""
@@ -357,16 +385,15 @@ def build_engines(config: Config) -> dict[str, Any]:
 
 
 def build_engine(config: Config, policy: Policy | None = None, keys: Any = None):
-    """THE place the node's pipeline engine is assembled from configuration.
-
-    Reversible sealing (`config.certificates`) and pixel redaction (`config.pixels`) are
-    wired in here when those stages land: sealer=..., pixel_stage=...; until then an engine
-    with either configured is refused rather than run without it (fail closed)."""
+    """THE place the node's pipeline engine is assembled from configuration: the policy, the
+    secret, sealing to `certificates` (PS3.15 E.1.2; off when none are configured) and the
+    pixel stage (always on: the `pixels:` section, or its defaults, decide what is redacted,
+    OCR-checked or quarantined)."""
     from gantry_node.deid import Keys
     from gantry_node.pipeline import Engine
+    from gantry_node.pixels.stage import make_pixel_stage
 
-    if config.certificates:
-        raise ConfigError("certificates: reversible sealing is not available in this build yet")
-    if config.pixels:
-        raise ConfigError("pixels: pixel redaction is not available in this build yet")
-    return Engine(policy=policy or config.policy, keys=keys or Keys.from_file(config.secret_path))
+    sealing = _sealing(config.certificates, config.reversible)
+    return Engine(policy=policy or config.policy, keys=keys or Keys.from_file(config.secret_path),
+                  sealer=sealing.sealer() if sealing is not None else None,
+                  pixel_stage=make_pixel_stage(_pixels(config.pixels, config.base_dir)))

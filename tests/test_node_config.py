@@ -89,3 +89,14 @@ def test_serve_refuses_a_configured_secret_that_does_not_exist(tmp_path, run_cli
     path.write_text(f"data_dir: {tmp_path / 'data'}\nsecret_file: {tmp_path / 'missing'}\n")
     result = run_cli("serve", "--config", path)
     assert result.returncode == 2 and "secret_file:" in result.stderr and "does not exist" in result.stderr
+
+
+def test_sealing_and_pixel_sections_are_checked_at_start(tmp_path):
+    with pytest.raises(ConfigError, match=r"certificates\[0\]"):
+        config_from_mapping({"certificates": [str(tmp_path / "missing.pem")]})
+    with pytest.raises(ConfigError, match=r"reversible"):
+        config_from_mapping({"reversible": {"algorithm": "des"}})
+    with pytest.raises(ConfigError, match=r"pixels.unknown_device"):
+        config_from_mapping({"pixels": {"unknown_device": "pass"}})
+    with pytest.raises(ConfigError, match=r"pixels"):
+        config_from_mapping({"pixels": {"colour": 1}})
