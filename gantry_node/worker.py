@@ -11,6 +11,7 @@ pipeline is CPU-bound Python and must not starve the SCP of the GIL.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import threading
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -44,12 +45,23 @@ class Outcome:
 WORKER_NICENESS = 10
 
 
-def _init_process(config: Config) -> None:
+def _init_process(config: Config, node_pid: int) -> None:
     import os
 
     # below the SCP's priority: acknowledging new instances comes first, the queue is durable
     os.nice(WORKER_NICENESS)
     _ENGINES.update(build_engines(config))
+    threading.Thread(target=_exit_with_node, args=(node_pid,), name="orphan-watch", daemon=True).start()
+
+
+def _exit_with_node(node_pid: int) -> None:
+    """A worker must not outlive a killed node: its rows are redone at the next start."""
+    import os
+    import time
+
+    while os.getppid() == node_pid:
+        time.sleep(1)
+    os._exit(0)
 
 
 def _warm_up(seconds: float) -> int:
@@ -137,7 +149,7 @@ class Dispatcher(threading.Thread):
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_process, initargs=(self.config,))
+                                   initializer=_init_process, initargs=(self.config, os.getpid()))
 
     def warm_up(self) -> None:
         """Start every worker process now (each imports the engine, about a second), not when
