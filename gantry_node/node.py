@@ -39,11 +39,6 @@ def prepare_data_dir(config: Config) -> bool:
     return True
 
 
-def open_store(config: Config) -> Store:
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Store(config.db_path)
-
-
 class Node:
     def __init__(self, config: Config):
         self.config = config
