@@ -11,7 +11,7 @@ from gantry_node.config import SCHEMA_KEYS, ConfigError, config_from_mapping, lo
 from tests.conftest import REPO
 
 # where the node's configuration keys must be documented (README.md once docs are folded in)
-DOCS = REPO / "docs" / "node.md"
+DOCS = REPO / "README.md"
 
 
 def test_no_config_gives_the_embedded_defaults():
