@@ -13,7 +13,7 @@ from gantry_node.deid import (
     scan,
     verify,
 )
-from tests.support.datasets import minimal
+from tests.support.datasets import SR, minimal
 
 
 def test_scan_lists_planned_changes_and_kept_text_that_looks_like_phi(keys):
@@ -107,3 +107,19 @@ def test_numbers_in_names_and_numeric_ids_do_not_fail_clean_output(keys):
     assert verify(res.dataset, policy, res.identity) == []
     res.dataset.WindowCenterWidthExplanation = "id 123"
     assert verify(res.dataset, policy, res.identity)
+
+
+def test_pixel_bytes_are_searched_for_long_values_only(keys):
+    import numpy as np
+
+    policy = default_policy()
+    src = minimal(SR, Modality="SR", PatientName="DOE^JANE", PatientID="MRN123456")
+    res = deidentify(src, policy, keys)
+    ds = res.dataset
+    pixels = bytearray(np.zeros(4096, dtype=np.uint8).tobytes())
+    pixels[100:103] = b"DOE"  # a 3-byte value in pixel data is chance, not a leak
+    ds.add_new(0x7FE00010, "OB", bytes(pixels))
+    assert verify(ds, policy, res.identity) == []
+    pixels[2000:2009] = b"mrn123456"  # a long one is a leak, in any case
+    ds.add_new(0x7FE00010, "OB", bytes(pixels))
+    assert [f.reason for f in verify(ds, policy, res.identity)] == ["original patient or order id occurs in the output"]

@@ -124,31 +124,40 @@ def _bulk_values(ds: Dataset) -> list[bytes]:
 
 
 def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy) -> list[Finding]:
-    """Findings for identity values that occur in `encoded`. Short values are ignored inside
-    the bulk values (pixels, ciphertext), where they would match by chance."""
+    """Findings for identity values that occur in `encoded`. The header bytes are searched for
+    every value; the bulk values (pixels, ciphertext) only for values of six or more characters
+    (a short one would match there by chance), and for the birth date only as YYYYMMDD."""
     needles = identity.needles()
     if "retain_uids" not in policy.options:
         needles += [("original UID", u) for u in identity.uids]
     if not needles:
         return []
-    text = encoded.lower()
-    ranges = []
-    for value in bulk:
-        start = encoded.rfind(value) if len(value) < 1 << 16 else _tail_or_find(encoded, value)
-        if start >= 0:
-            ranges.append((start, start + len(value)))
+    ranges = sorted(r for r in (_locate(encoded, v) for v in bulk) if r)
+    header, last = [], 0
+    for start, end in ranges:
+        header.append(encoded[last:start])
+        last = max(last, end)
+    header.append(encoded[last:])
+    header_text = b"\x00".join(header).lower()  # NUL between pieces: no match spans a bulk value
+    bulk_texts: list[bytes] | None = None
     found: list[Finding] = []
     for what, value in needles:
-        if value.lower().encode("utf-8", "replace") not in text:  # the common case, and fast
-            continue
-        long_enough = len(value) >= _MIN_BULK_NEEDLE
+        needle = value.lower().encode("utf-8", "replace")
         pattern = _needle_pattern(what, value)
-        for m in pattern.finditer(text):
-            if long_enough or not any(s <= m.start() < e for s, e in ranges):
-                found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
-                                     "verify", value))
-                break
+        hit = needle in header_text and pattern.search(header_text) is not None
+        if not hit and len(value) >= _MIN_BULK_NEEDLE and (what != "birth date" or value.isdigit()):
+            if bulk_texts is None:
+                bulk_texts = [encoded[s:e].lower() for s, e in ranges]
+            hit = any(needle in b and pattern.search(b) for b in bulk_texts)
+        if hit:
+            found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
+                                 "verify", value))
     return found
+
+
+def _locate(encoded: bytes, value: bytes) -> tuple[int, int] | None:
+    start = encoded.rfind(value) if len(value) < 1 << 16 else _tail_or_find(encoded, value)
+    return (start, start + len(value)) if start >= 0 else None
 
 
 def _tail_or_find(encoded: bytes, value: bytes) -> int:
