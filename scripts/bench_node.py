@@ -29,8 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+# pynetdicom installs storescu/storescp scripts next to the interpreter: use dcmtk's.
+_PYTHON_BIN = str(Path(sys.executable).parent)
+os.environ["PATH"] = os.pathsep.join(
+    [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != _PYTHON_BIN] + [_PYTHON_BIN])
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,12 @@ import pytest
 from gantry_node.deid import Keys, default_policy
 
 REPO = Path(__file__).resolve().parent.parent
+
+# pynetdicom installs its own storescu/storescp/echoscu scripts next to the interpreter; the
+# tests talk to dcmtk's. Keep the interpreter's bin directory last on PATH.
+_python_bin = str(Path(sys.executable).parent)
+os.environ["PATH"] = os.pathsep.join(
+    [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != _python_bin] + [_python_bin])
 SECRET = b"test-secret-0123456789abcdef-not-for-production"
 
 
