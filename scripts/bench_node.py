@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
