@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gantry_node.deid import Policy, PolicyError, default_policy, policy_from_mapping
+from gantry_node.settings_files import load_keys
+from gantry_node.yamlfile import read_yaml
 
 DEFAULT_DATA_DIR = Path("gantry-data")
 
@@ -140,12 +140,7 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return config_from_mapping({})
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, ConfigError)
     try:
         config = config_from_mapping(doc or {}, base=path.parent)
     except ConfigError as exc:
@@ -374,9 +369,8 @@ def _pixels(section: Mapping | None, base: Path | None):
 def build_engines(config: Config) -> dict[str, Any]:
     """One pipeline engine per distinct policy: key "" is the node's policy; destinations with
     their own policy get their own engine under their name."""
-    from gantry_node.deid import Keys
 
-    keys = Keys.from_file(config.secret_path)
+    keys = load_keys(config.secret_path)
     engines = {"": build_engine(config, config.policy, keys)}
     for dest in config.effective_destinations():
         if dest.policy is not None:
@@ -389,11 +383,10 @@ def build_engine(config: Config, policy: Policy | None = None, keys: Any = None)
     secret, sealing to `certificates` (PS3.15 E.1.2; off when none are configured) and the
     pixel stage (always on: the `pixels:` section, or its defaults, decide what is redacted,
     OCR-checked or quarantined)."""
-    from gantry_node.deid import Keys
     from gantry_node.pipeline import Engine
     from gantry_node.pixels.stage import make_pixel_stage
 
     sealing = _sealing(config.certificates, config.reversible)
-    return Engine(policy=policy or config.policy, keys=keys or Keys.from_file(config.secret_path),
+    return Engine(policy=policy or config.policy, keys=keys or load_keys(config.secret_path),
                   sealer=sealing.sealer() if sealing is not None else None,
                   pixel_stage=make_pixel_stage(_pixels(config.pixels, config.base_dir)))

@@ -37,7 +37,6 @@ from gantry_node.deid import (
     Policy,
     default_policy,
     findings_dataframe,
-    load_policy,
     policy_from_mapping,
     scan,
     verify,
@@ -47,6 +46,7 @@ from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.folder import FileOutcome, iter_files, process_file
 from gantry_node.pipeline import Engine
 from gantry_node.seal import SealingConfig, load_certificate, load_private_key, parse_sealing_section, recover
+from gantry_node.settings_files import load_keys, load_policy
 from gantry_node.version import __version__
 
 # Header attributes catalogued at ingest (device and geometry; the identity stays in the file).
@@ -94,7 +94,7 @@ class Session:
     ) -> None:
         if (secret is None) == (secret_file is None):
             raise ValueError("give exactly one of secret_file= or secret= (the site secret is required)")
-        self.keys = Keys(secret) if secret is not None else Keys.from_file(secret_file)
+        self.keys = Keys(secret) if secret is not None else load_keys(secret_file)
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gantry-session-"))
         self.staging = self.workdir / "clean"

@@ -7,10 +7,11 @@ import argparse
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.cli.deid_cmd import load_keys
-from gantry_node.deid import PolicyError, findings_dataframe, findings_table, load_policy, scan
+from gantry_node.cli.deid_cmd import keys_from_args
+from gantry_node.deid import PolicyError, findings_dataframe, findings_table, scan
 from gantry_node.dicomio import BadInput, read_instance
 from gantry_node.folder import iter_files
+from gantry_node.settings_files import load_policy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
-    keys = load_keys(args.secret_file)
+    keys = keys_from_args(args.secret_file)
     if not args.path.exists():
         raise CommandError(f"{args.path} does not exist")
     frames = []

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.deid import Keys, PolicyError, SecretError, load_policy
+from gantry_node.deid import Keys, PolicyError, SecretError
 from gantry_node.folder import deidentify_folder
 from gantry_node.pipeline import Engine
+from gantry_node.settings_files import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_keys(secret_file: Path | None) -> Keys:
+def keys_from_args(secret_file: Path | None) -> Keys:
     path = secret_file or (Path(os.environ[SECRET_ENV]) if os.environ.get(SECRET_ENV) else None)
     if path is None:
         raise CommandError(
@@ -47,7 +48,7 @@ def load_keys(secret_file: Path | None) -> Keys:
             "(create one with: gantry-node secret init FILE)"
         )
     try:
-        return Keys.from_file(path)
+        return load_keys(path)
     except SecretError as exc:
         raise CommandError(str(exc)) from None
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
-    keys = load_keys(args.secret_file)
+    keys = keys_from_args(args.secret_file)
     sealer = load_sealer(args.certificate, args.algorithm)
     pixel_stage = load_pixel_stage(args.pixels)
     if not args.in_dir.exists():

@@ -8,7 +8,6 @@ from gantry_node.deid.policy import (
     Policy,
     PolicyError,
     default_policy,
-    load_policy,
     policy_from_mapping,
 )
 from gantry_node.deid.pseudonyms import Keys, SecretError, new_secret
@@ -18,6 +17,6 @@ from gantry_node.deid.verify import verify
 __all__ = [
     "CLEAN_PIXEL_DATA", "OPTIONS", "Change", "DeidError", "DeidResult", "Finding", "Identity",
     "Keys", "Policy", "PolicyError", "SecretError", "add_method_code", "default_policy",
-    "deidentify", "findings_dataframe", "findings_table", "load_policy", "new_secret",
+    "deidentify", "findings_dataframe", "findings_table", "new_secret",
     "policy_from_mapping", "scan", "verify",
 ]

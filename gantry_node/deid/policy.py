@@ -1,6 +1,6 @@
 """A de-identification policy: the Basic Profile, the options in force, and site overrides.
 
-Policies are plain data. `load_policy` reads the YAML form and rejects unknown keys and bad
+Policies are plain data. `policy_from_mapping` takes the YAML form and rejects unknown keys and bad
 values with an error that names the key, before anything is processed.
 """
 
@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydicom.datadict import tag_for_keyword
 
 OPTIONS = (
@@ -193,17 +191,3 @@ def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") ->
         return validate(Policy(frozenset(options), shift, overrides, name_flag))
     except PolicyError as exc:
         raise PolicyError(f"{where}.{exc}") from None
-
-
-def load_policy(path: str | Path | None) -> Policy:
-    """Read a policy YAML file; None gives the default policy."""
-    if path is None:
-        return default_policy()
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-    return policy_from_mapping(doc, where=str(path))

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
-from pathlib import Path
 
 MIN_SECRET_BYTES = 16
 
@@ -28,19 +27,6 @@ class Keys:
     def __post_init__(self) -> None:
         if len(self.secret) < MIN_SECRET_BYTES:
             raise SecretError(f"the site secret must be at least {MIN_SECRET_BYTES} bytes")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> Keys:
-        path = Path(path)
-        try:
-            data = path.read_bytes().strip()
-        except FileNotFoundError:
-            raise SecretError(f"secret file {path} does not exist") from None
-        except OSError as exc:
-            raise SecretError(f"secret file {path}: {exc.strerror}") from None
-        if len(data) < MIN_SECRET_BYTES:
-            raise SecretError(f"secret file {path} holds {len(data)} bytes; need >= {MIN_SECRET_BYTES}")
-        return cls(data)
 
     def _digest(self, domain: str, value: str) -> bytes:
         return hmac.new(self.secret, f"{domain}\x00{value}".encode(), hashlib.sha256).digest()

@@ -19,6 +19,7 @@ from gantry_node.pixels.expr import expr_to_mapping
 from gantry_node.pixels.library import CTP_ORIGIN, HEURISTIC_FILE, LIBRARY_FILE
 from gantry_node.pixels.ocr import luminance
 from gantry_node.pixels.rules import first_match, rules_to_yaml
+from gantry_node.yamlfile import read_yaml
 
 
 def import_ctp(path: str | Path, as_filter: bool = False) -> tuple[str, int]:
@@ -44,12 +45,7 @@ def load_pixel_config(path: str | Path | None) -> PixelConfig:
     if path is None:
         return parse_pixels_section(None)
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PixelConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PixelConfigError(f"{path}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, PixelConfigError)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

@@ -19,6 +19,7 @@ import yaml
 from pydicom.dataset import Dataset
 
 from gantry_node.pixels.expr import Expr, RuleError, evaluate, expr_from_mapping, expr_to_mapping
+from gantry_node.yamlfile import read_yaml
 
 RULE_KEYS = {"id", "name", "match", "regions", "source"}
 
@@ -144,12 +145,7 @@ def load_rules_file(path: str | Path, where: str | None = None) -> list[Rule]:
     """Rules from a YAML file with a top-level `rules:` list. Errors name the file and rule."""
     path = Path(path)
     where = where or str(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RuleError(f"{where}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{where}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, RuleError, where)
     if not isinstance(doc, Mapping) or "rules" not in doc:
         raise RuleError(f"{where}: expected a mapping with a 'rules:' list")
     return rules_from_list(doc["rules"], f"{where}: rules", id_prefix=path.stem)

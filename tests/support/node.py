@@ -276,9 +276,9 @@ def acknowledged(storescu_output: str) -> set[str]:
 
 def expected_clean_uids(secret_file: Path, original_uids) -> set[str]:
     """The pseudonymous SOP Instance UIDs the node must produce (deterministic from the secret)."""
-    from gantry_node.deid import Keys
+    from gantry_node.settings_files import load_keys
 
-    keys = Keys.from_file(secret_file)
+    keys = load_keys(secret_file)
     return {keys.uid(u) for u in original_uids}
 
 
