@@ -7,11 +7,10 @@ import argparse
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.cli.deid_cmd import keys_from_args
-from gantry_node.deid import PolicyError, findings_dataframe, findings_table, scan
+from gantry_node.cli.policy_args import add_policy_and_secret, policy_and_keys
+from gantry_node.deid import findings_dataframe, findings_table, scan
 from gantry_node.dicomio import BadInput, read_instance
 from gantry_node.folder import iter_files
-from gantry_node.settings_files import load_policy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,19 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "looks like PHI. Values are not shown unless --reveal is given. Nothing is written.",
     )
     p.add_argument("path", type=Path, metavar="PATH", help="a file or a folder")
-    p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
-    p.add_argument("--secret-file", type=Path, metavar="FILE", help="site secret (or GANTRY_SECRET_FILE)")
+    add_policy_and_secret(p)
     p.add_argument("--reveal", action="store_true", help="also show the values (PHI!) on the terminal")
     p.add_argument("--csv", type=Path, metavar="FILE", help="also write all findings to a CSV file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from None
-    keys = keys_from_args(args.secret_file)
+    policy, keys = policy_and_keys(args)
     if not args.path.exists():
         raise CommandError(f"{args.path} does not exist")
     frames = []

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.deid import Keys, PolicyError, SecretError
+from gantry_node.cli.policy_args import add_policy_and_secret, policy_and_keys
 from gantry_node.folder import deidentify_folder
 from gantry_node.pipeline import Engine
-from gantry_node.settings_files import load_keys, load_policy
-
-SECRET_ENV = "GANTRY_SECRET_FILE"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("in_dir", type=Path, metavar="IN_DIR")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML (default: built-in policy)")
-    p.add_argument("--secret-file", type=Path, metavar="FILE",
-                   help=f"site secret for pseudonyms (or set {SECRET_ENV}); required")
+    add_policy_and_secret(p)
     p.add_argument("--certificate", type=Path, action="append", metavar="CERT.pem",
                    help="seal the original identity to this recipient (PS3.15 E.1.2); repeatable")
     p.add_argument("--algorithm", choices=("aes256", "aes128"), default=None,
@@ -38,19 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the shipped library; unknown devices that may carry text are held back)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def keys_from_args(secret_file: Path | None) -> Keys:
-    path = secret_file or (Path(os.environ[SECRET_ENV]) if os.environ.get(SECRET_ENV) else None)
-    if path is None:
-        raise CommandError(
-            f"no site secret: pass --secret-file FILE or set {SECRET_ENV} "
-            "(create one with: gantry-node secret init FILE)"
-        )
-    try:
-        return load_keys(path)
-    except SecretError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def load_pixel_stage(path: Path | None):
@@ -81,11 +62,7 @@ def load_sealer(certificates: list[Path] | None, algorithm: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from None
-    keys = keys_from_args(args.secret_file)
+    policy, keys = policy_and_keys(args)
     sealer = load_sealer(args.certificate, args.algorithm)
     pixel_stage = load_pixel_stage(args.pixels)
     if not args.in_dir.exists():
