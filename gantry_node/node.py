@@ -16,7 +16,7 @@ from gantry_node.config import Config, ConfigError, build_engines
 from gantry_node.deid import SecretError, new_secret
 from gantry_node.forwarder import Forwarder
 from gantry_node.inbox import Inbox
-from gantry_node.network.scp import start_scp
+from gantry_node.receiver import Receiver
 from gantry_node.store import Store
 from gantry_node.worker import Dispatcher
 
@@ -54,7 +54,7 @@ class Node:
         config.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dispatcher: Dispatcher | None = None
         self.forwarders: list[Forwarder] = []
-        self.server = None
+        self.receiver: Receiver | None = None
         self.threads: list[threading.Thread] = []
         # present only after an orderly stop; its absence at start means a crash or power cut
         self.clean_stop_marker = config.data_dir / "stopped-cleanly"
@@ -79,9 +79,15 @@ class Node:
         purger = threading.Thread(target=self._purge_loop, name="retention", daemon=True)
         purger.start()
         self.threads = [self.dispatcher, *self.forwarders, purger]
-        self.server = start_scp(cfg.node, self.inbox, self.store, self.audit, on_received=self.dispatcher.wakeup.set)
+        self.receiver = Receiver(cfg)
+        self.receiver.start()
         self.audit.event("node_started", ae_title=cfg.node.ae_title, bind=cfg.node.bind, port=cfg.node.port,
                          secret_created=self.secret_created)
+
+    def healthy(self) -> bool:
+        """False once the receiver process has died (the node then exits, and its supervisor
+        restarts it)."""
+        return self.receiver is None or self.receiver.alive()
 
     def _wake_forwarders(self) -> None:
         for f in self.forwarders:
@@ -116,9 +122,9 @@ class Node:
                 self._purge_raw(due)
 
     def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()  # no new instances first; associations in progress finish
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
         for t in self.threads:
             if t is not self.dispatcher:
                 t.join(timeout=10)

@@ -24,6 +24,7 @@ from gantry_node.config import Config, build_engines
 from gantry_node.store import Instance, Store
 from gantry_node.store.db import CleanCopy
 
+POLL_SECONDS = 0.05  # an indexed query; a new instance waits at most this long to be claimed
 MAX_PROCESS_ATTEMPTS = 3  # a file that keeps killing worker processes is quarantined
 
 _ENGINES: dict = {}
@@ -161,7 +162,8 @@ class Dispatcher(threading.Thread):
         while not self.stop_event.is_set():
             rows = self.store.claim(self.config.batch)
             if not rows:
-                self.wakeup.wait(0.2)
+                # new rows are committed by the receiver process: poll the index for them
+                self.wakeup.wait(POLL_SECONDS)
                 self.wakeup.clear()
                 continue
             for row in rows:
