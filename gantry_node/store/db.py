@@ -347,6 +347,10 @@ class Store:
                            "GROUP BY destination")
         return {r["destination"]: r["n"] for r in rows}
 
+    def undelivered_paths(self) -> set[str]:
+        """Outbox files still to be delivered (pending or failed deliveries)."""
+        return {r["clean_path"] for r in self._query("SELECT clean_path FROM deliveries WHERE state != 'delivered'")}
+
     def raw_paths(self) -> set[str]:
         return {r["raw_path"] for r in self._query("SELECT raw_path FROM instances WHERE raw_purged = 0")}
 
