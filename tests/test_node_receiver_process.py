@@ -59,3 +59,17 @@ def test_killed_node_takes_its_receiver_along(tmp_path):
         wait_for(lambda: not Path(f"/proc/{receiver}").exists() or
                  Path(f"/proc/{receiver}/stat").read_text().split()[2] == "Z", timeout=10,
                  what="the receiver gone with the node")
+
+
+def test_port_in_use_is_one_clear_line_naming_the_key(tmp_path, run_cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = node_config(tmp_path, port)
+        result = run_cli("serve", "--config", config)
+    assert result.returncode == 2
+    assert f"node.port: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
