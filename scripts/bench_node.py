@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark the node against a baseline measured in the same run.
 
-    python scripts/bench_node.py [-n 2000] [--size 512] [--nagle-n 300] [--waiting 10000]
+    python scripts/bench_node.py [-n 2000] [--size 512] [--nagle-n 300] [--waiting 10000] [--senders 1]
 
 1. baseline: dcmtk storescu -> dcmtk storescp, the same corpus (instances/s);
 2. node: storescu -> gantry-node -> storescp: ingest (acknowledged/s, when storescu finishes)
    and end-to-end (arrived at storescp/s), peak RSS of the node and its worker processes;
 3. Nagle: end-to-end on a smaller corpus with node.tcp_nodelay false vs true;
 4. optionally, peak RSS with --waiting N instances held (research PACS down).
+
+--senders K sends with K storescu processes at once (K associations, as a PACS routing rule
+with several associations does), for the baseline and the node alike.
 
 All peers run with TCP_NODELAY=1 in their environment. storescu reads every file before it
 connects; that time is measured separately (against a closed port) and subtracted.
@@ -106,13 +109,22 @@ def count_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file())
 
 
+SENDERS = 1  # storescu processes (associations) sending at once; --senders
+
+
 def storescu(port: int, corpus: Path, called: str) -> float:
+    """Send the corpus with SENDERS storescu processes at once (each its share of the files);
+    seconds until the last one finished."""
+    files = sorted(str(p) for p in corpus.iterdir())
     t = time.perf_counter()
-    proc = subprocess.run(["storescu", "-aec", called, "+sd", "127.0.0.1", str(port), str(corpus)],
-                          env=env(), capture_output=True, text=True)
+    procs = [subprocess.Popen(["storescu", "-aec", called, "127.0.0.1", str(port), *files[i::SENDERS]],
+                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(SENDERS)]
+    errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - t
-    if proc.returncode != 0 and port != CLOSED_PORT:
-        raise RuntimeError(f"storescu failed: {proc.stderr[-500:]}")
+    failed = [e for p, e in zip(procs, errors, strict=True) if p.returncode != 0]
+    if failed and port != CLOSED_PORT:
+        raise RuntimeError(f"storescu failed: {failed[0][-500:]}")
     return elapsed
 
 
@@ -281,14 +293,19 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="worker processes in the node (2)")
     ap.add_argument("--nagle-n", type=int, default=300, help="corpus size for the Nagle on/off comparison (300)")
     ap.add_argument("--waiting", type=int, default=0, help="also measure RSS with this many instances waiting")
+    ap.add_argument("--senders", type=int, default=1,
+                    help="storescu processes sending at once, one association each (1), for baseline and node")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
+    global SENDERS
+    SENDERS = max(1, args.senders)
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-"))
     try:
         corpus = work / "corpus"
         t = time.perf_counter()
         make_corpus(corpus, args.n, args.size)
-        print(f"corpus: {args.n} CT instances {args.size}x{args.size} ({time.perf_counter() - t:.1f} s to build)")
+        print(f"corpus: {args.n} CT instances {args.size}x{args.size} ({time.perf_counter() - t:.1f} s to build), "
+              f"sent by {SENDERS} storescu association(s) at once")
         check = storescu(CLOSED_PORT, corpus, "X")
         print(f"storescu file check before connecting: {check:.2f} s (subtracted below)")
 
