@@ -187,6 +187,17 @@ def evaluate(expr: Expr, ds: Dataset) -> bool:
     return text.endswith(want)
 
 
+def readings(expr: Expr) -> set[tuple[int, bool]]:
+    """What `evaluate(expr, ds)` reads of a dataset: (tag, numeric) pairs, where numeric pairs
+    are read with `element_number` and the others with `element_text`. The result of
+    `evaluate` is a function of these readings alone."""
+    if isinstance(expr, All | AnyOf):
+        return set().union(*(readings(e) for e in expr.items))
+    if isinstance(expr, Not):
+        return readings(expr.item)
+    return {(expr.tag, expr.op in NUMERIC_OPS)}
+
+
 # --- YAML form ----------------------------------------------------------------------------
 
 def expr_from_mapping(doc: Any, where: str) -> Expr:
