@@ -14,6 +14,7 @@ only looks: it builds nothing, so it is cheap enough to run on every instance.
 
 from __future__ import annotations
 
+import os
 import re
 
 from pydicom.dataset import Dataset
@@ -132,27 +133,69 @@ def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy:
         needles += [("original UID", u) for u in identity.uids]
     if not needles:
         return []
-    ranges = sorted(r for r in (_locate(encoded, v) for v in bulk) if r)
+    located = [(r, v) for r, v in ((_locate(encoded, v), v) for v in bulk) if r]
+    ranges = sorted(r for r, _ in located)
     header, last = [], 0
     for start, end in ranges:
         header.append(encoded[last:start])
         last = max(last, end)
     header.append(encoded[last:])
     header_text = b"\x00".join(header).lower()  # NUL between pieces: no match spans a bulk value
-    bulk_texts: list[bytes] | None = None
+    lowered = [value.lower().encode("utf-8", "replace") for _, value in needles]
+    header_hits = [needle in header_text and _needle_pattern(what, value).search(header_text) is not None
+                   for (what, value), needle in zip(needles, lowered, strict=True)]
+    # encoded[start:end] is the bulk value itself (that is how it was located): lower it in place
+    bulk = _BulkSearch([v.lower() for _, v in located])
+    wanted = [i for i, (what, value) in enumerate(needles) if not header_hits[i] and len(value) >= _MIN_BULK_NEEDLE
+              and (what != "birth date" or value.isdigit())]
+    bulk.rule_out([lowered[i] for i in wanted], [lowered[i] for i in wanted if needles[i][0] == "original UID"])
     found: list[Finding] = []
-    for what, value in needles:
-        needle = value.lower().encode("utf-8", "replace")
-        pattern = _needle_pattern(what, value)
-        hit = needle in header_text and pattern.search(header_text) is not None
-        if not hit and len(value) >= _MIN_BULK_NEEDLE and (what != "birth date" or value.isdigit()):
-            if bulk_texts is None:
-                bulk_texts = [encoded[s:e].lower() for s, e in ranges]
-            hit = any(needle in b and pattern.search(b) for b in bulk_texts)
+    for i, (what, value) in enumerate(needles):
+        hit = header_hits[i] or (i in wanted and bulk.holds(lowered[i], lambda w=what, v=value: _needle_pattern(w, v)))
         if hit:
             found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
                                  "verify", value))
     return found
+
+
+class _BulkSearch:
+    """Searches of the (lower-cased) bulk values. A needle is searched for as before (substring,
+    then its pattern), but a needle that contains a string known to be absent from every bulk
+    value cannot be there either: searching the shorter needles (and the common prefix of the
+    original UIDs) first rules most of the 512 KB scans out."""
+
+    _MIN_PREFIX = 8
+
+    def __init__(self, texts: list[bytes]) -> None:
+        self.texts = texts
+        self.absent: set[bytes] = set()
+        self.present: set[bytes] = set()
+
+    def _absent(self, text: bytes) -> bool:
+        if text in self.present:
+            return False
+        if text in self.absent or any(a in text for a in self.absent):
+            return True
+        if any(text in b for b in self.texts):
+            self.present.add(text)
+            return False
+        self.absent.add(text)
+        return True
+
+    def rule_out(self, needles: list[bytes], uids: list[bytes]) -> None:
+        if len(uids) > 1:
+            prefix = os.path.commonprefix(uids)
+            if len(prefix) >= self._MIN_PREFIX:
+                self._absent(prefix)
+        for needle in sorted(set(needles), key=len):
+            self._absent(needle)
+
+    def holds(self, needle: bytes, pattern) -> bool:
+        """What `any(needle in b and pattern.search(b) for b in texts)` gives."""
+        if self._absent(needle):
+            return False
+        compiled = pattern()
+        return any(needle in b and compiled.search(b) for b in self.texts)
 
 
 def _locate(encoded: bytes, value: bytes) -> tuple[int, int] | None:
