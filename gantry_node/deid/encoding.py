@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr, writers
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, VR
+from pydicom.valuerep import AMBIGUOUS_VR, CUSTOMIZABLE_CHARSET_VR, EXPLICIT_VR_LENGTH_32, IS, VR, DSdecimal, DSfloat
 
 _UL = Struct("<L")
 _LONG_HEADER = Struct("<HH2s2xL")  # explicit VR with a 4-byte length: tag, VR, reserved, length
@@ -70,11 +70,47 @@ def _encode(ds: Dataset) -> bytes:
     if preamble and len(preamble) != 128:
         raise _Unsupported("preamble")
 
-    meta = _meta_for(ds, source_meta)
+    meta = _ready_meta(ds, source_meta)
     if "PixelData" in ds:
         ds["PixelData"].is_undefined_length = tsyntax.is_compressed
-    # write_file_meta_info: the group length (a 12-byte UL element first) counts what follows it
+    length_element, body = _meta_group(meta if meta is not None else _meta_for(ds, source_meta))
+    parts: list[bytes] = [preamble or _PREAMBLE, b"DICM", *length_element, body]
+    _write_dataset(parts, ds, implicit, default_encoding)
+    return b"".join(parts)
+
+
+_REQUIRED_META = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+
+
+def _ready_meta(ds: Dataset, source: FileMetaDataset) -> dict | None:
+    """The file meta elements as they are, when dcmwrite would change nothing but add the group
+    length (the engine's file meta: every required element set, the media storage UIDs those of
+    the dataset, no raw or ambiguous element); None when it would, and `_meta_for` must copy it."""
+    elements = source._dict
+    if 0x00020000 in elements or 0x00020013 not in elements:
+        return None
+    for elem in elements.values():
+        if not isinstance(elem, DataElement) or elem.is_buffered or elem.VR in AMBIGUOUS_VR or elem.tag >> 16 != 2:
+            return None
+    if any(elements[tag].is_empty for tag in _REQUIRED_META if tag in elements) or \
+            not all(tag in elements for tag in _REQUIRED_META):
+        return None
+    for meta_tag, keyword in ((0x00020002, "SOPClassUID"), (0x00020003, "SOPInstanceUID")):
+        value = ds.get(keyword, None)
+        if value and value != elements[meta_tag].value:
+            return None
+    return elements
+
+
+def _meta_group(meta: FileMetaDataset | dict) -> tuple[list[bytes], bytes]:
+    """write_file_meta_info: the group length element (12 bytes: a UL) and what it counts."""
     group: list[bytes] = []
+    if isinstance(meta, dict):  # only DataElements of plain VRs: nothing for write_dataset to convert
+        converted = _Encodings(default_encoding)
+        for tag in sorted(meta):
+            _write_element(group, meta[tag], False, default_encoding, converted)
+        body = b"".join(group)
+        return [_SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4), _UL.pack(len(body))], body
     _write_dataset(group, meta, False, default_encoding, skip=0x00020000)
     body = b"".join(group)
     length_element: list[bytes] = []
@@ -85,9 +121,7 @@ def _encode(ds: Dataset) -> bytes:
         _write_element(length_element, meta[0x00020000], False, default_encoding, _Encodings(default_encoding))
         if sum(len(p) for p in length_element) != 12:
             raise _Unsupported("file meta group length element of other than 12 bytes")
-    parts: list[bytes] = [preamble or _PREAMBLE, b"DICM", *length_element, body]
-    _write_dataset(parts, ds, implicit, default_encoding)
-    return b"".join(parts)
+    return length_element, body
 
 
 def _meta_for(ds: Dataset, source: FileMetaDataset) -> FileMetaDataset:
@@ -168,6 +202,8 @@ def _write_element(parts: list[bytes], elem: DataElement | RawDataElement, impli
         elif vr == VR.SQ:
             value = _sequence_value(elem, implicit, charsets)
         else:
+            value = _plain_value(vr, elem.value)
+        if value is None:
             fn, param = writers[vr]
             buffer = DicomBytesIO()
             buffer.is_little_endian, buffer.is_implicit_VR = True, implicit
@@ -179,8 +215,10 @@ def _write_element(parts: list[bytes], elem: DataElement | RawDataElement, impli
                 fn(buffer, elem)
             value = buffer.getvalue()
     tag = elem.tag
-    if undefined and tag == 0x7FE00010 and not value[:4] == _ITEM:
-        raise _Unsupported("pixel data not encapsulated")
+    if undefined and tag == 0x7FE00010:  # as pydicom checks it: the element's own value
+        head = elem.value
+        if not isinstance(head, bytes) or not head[:4].startswith(_ITEM):
+            raise _Unsupported("pixel data not encapsulated")
     length = len(value)
     group, element = tag >> 16, tag & 0xFFFF
     if implicit:
@@ -194,6 +232,40 @@ def _write_element(parts: list[bytes], elem: DataElement | RawDataElement, impli
     parts.append(value)
     if undefined:
         parts.append(_SEQUENCE_DELIMITER)
+
+
+_STRING_PADDING = {VR.AE: " ", VR.AS: " ", VR.CS: " ", VR.UR: " ", VR.DA: " ", VR.DT: " ", VR.TM: " ", VR.UI: "\0"}
+_INTEGERS = {VR.US: Struct("<H"), VR.UL: Struct("<L"), VR.SS: Struct("<h"), VR.SL: Struct("<l")}
+_PADDED_BYTES = frozenset({VR.OB, VR.OD, VR.OF, VR.OL, VR.OV, VR.OW})
+
+
+def _plain_value(vr: str, value) -> bytes | None:
+    """The bytes pydicom's writer gives for the commonest plain values (one str of an ASCII VR,
+    one int, bytes, one IS/DS), line for line as pydicom computes them; None for anything else,
+    which pydicom's writer then encodes."""
+    kind = type(value)
+    if kind is str or (kind is UID and vr == VR.UI):
+        padding = _STRING_PADDING.get(vr)
+        if padding is None:
+            return None
+        if len(value) % 2 != 0:  # write_string
+            value += padding
+        return value.encode(default_encoding)
+    if kind is int:
+        integer = _INTEGERS.get(vr)
+        return integer.pack(value) if integer is not None else None  # write_numbers, one value
+    if kind is bytes:
+        if vr in _PADDED_BYTES:  # write_OBvalue / write_OWvalue
+            return value + b"\x00" if len(value) % 2 else value
+        return value if vr == VR.UN else None  # write_UN
+    if kind is IS or kind is DSfloat or kind is DSdecimal:
+        if vr not in (VR.IS, VR.DS):
+            return None
+        text = value.original_string if hasattr(value, "original_string") else str(value)  # write_number_string
+        if len(text) % 2 != 0:
+            text = text + " "
+        return bytes(text, default_encoding)
+    return None
 
 
 def _sequence_value(elem: DataElement, implicit: bool, encodings: list[str]) -> bytes:
