@@ -172,10 +172,74 @@ def _write_dataset(parts: list[bytes], ds: Dataset, implicit: bool, parent_encod
         get_item = ds.__getitem__
     encodings = ds.get("SpecificCharacterSet", parent_encoding)
     converted = _Encodings(encodings)
-    for tag in sorted(ds._dict):
+    context = _memo_context(ds, implicit, encodings) if get_item != ds.get_item else None
+    elements = ds._dict
+    for tag in sorted(elements):
         if (tag & 0xFFFF == 0 and tag >> 16 > 6) or tag == skip:  # retired group lengths are not written
             continue
+        raw = elements[tag]
+        key = _memo_key(raw, context)
+        if key is not None:
+            known = _MEMO.get(key)
+            if known is not None:  # this raw element converted and written before: the same bytes again
+                parts += known
+                continue
+            encoded: list[bytes] = []
+            _write_element(encoded, get_item(tag), implicit, encodings, converted)
+            _remember(key, encoded)
+            parts += encoded
+            continue
         _write_element(parts, get_item(tag), implicit, encodings, converted)
+
+
+# Untouched raw elements of the engine's output are converted to values and written again by
+# pydicom's rules (the output's encoding is "new"). The bytes that gives depend only on the raw
+# element (tag, VR, value bytes, encoding), the character sets, the target encoding and
+# pydicom's configuration and hooks, so they are remembered per process: the same Modality,
+# Pixel Spacing or Bits Stored of the next instance costs a dictionary lookup. Only short,
+# public, explicit-VR values of a plain VR; nothing of a sequence, private or UN element.
+_MEMO: dict[tuple, tuple[bytes, ...]] = {}
+_MEMO_ENTRIES = 8192
+_MEMO_MAX_VALUE = 256
+_MEMO_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                       "ST", "TM", "UC", "UI", "UL", "UR", "US", "UT"})
+
+
+def _memo_context(ds: Dataset, implicit: bool, encodings) -> tuple | None:
+    """Everything besides the raw element that converting and writing it depends on, or None
+    when pydicom's conversion has been customised (then nothing is remembered)."""
+    from pydicom import config
+    from pydicom.hooks import hooks, raw_element_value, raw_element_vr
+
+    if (config.data_element_callback or hooks.raw_element_kwargs or hooks.raw_element_vr is not raw_element_vr
+            or hooks.raw_element_value is not raw_element_value):
+        return None
+    charset = ds.original_character_set or ds._character_set
+    return (implicit, _hashable(charset), _hashable(encodings), config.settings.reading_validation_mode,
+            config.settings.writing_validation_mode, config.use_DS_numpy, config.use_IS_numpy, config.use_DS_decimal,
+            config.datetime_conversion, config.convert_wrong_length_to_UN, config.replace_un_with_known_vr)
+
+
+def _hashable(value):
+    if isinstance(value, str) or value is None:
+        return value
+    return tuple(str(v) for v in value)
+
+
+def _memo_key(raw, context: tuple | None) -> tuple | None:
+    if context is None or type(raw) is not RawDataElement or raw.is_implicit_VR or not raw.is_little_endian:
+        return None
+    value = raw.value
+    if raw.VR not in _MEMO_VRS or value is None or len(value) > _MEMO_MAX_VALUE or raw.tag >> 16 & 1 \
+            or raw.length != len(value) or raw.tag == 0x00080005:
+        return None
+    return (int(raw.tag), raw.VR, value, context)
+
+
+def _remember(key: tuple, encoded: list[bytes]) -> None:
+    if len(_MEMO) >= _MEMO_ENTRIES:
+        _MEMO.clear()
+    _MEMO[key] = tuple(encoded)
 
 
 def _write_element(parts: list[bytes], elem: DataElement | RawDataElement, implicit: bool, encodings,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import re
 
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from gantry_node.deid import profile
@@ -57,7 +59,10 @@ class _Checker:
 
     def check(self, ds: Dataset, seq_path: tuple[str, ...], where: str) -> list[Finding]:
         found: list[Finding] = []
-        for elem in ds:
+        plain = _plain_raw_allowed()
+        for tag in sorted(ds._dict):  # the order `for elem in ds` gives
+            raw = ds._dict[tag]
+            elem = _RawView(ds, raw) if plain and _is_plain_raw(raw) else ds[tag]
             tag = int(elem.tag)
             tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             path = f"{where}{tag_text}"
@@ -110,6 +115,38 @@ class _Checker:
         if rule is None:
             return base == 0x6000 and self.drop_overlays
         return rule.action(self.options)[0] == "X"
+
+
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                        "ST", "TM", "UC", "UI", "UL", "UR", "US", "UT"})
+
+
+def _plain_raw_allowed() -> bool:
+    """Whether a raw element of a plain VR converts to a DataElement of the same VR without
+    raising (pydicom's defaults): then the check reads its value only when it needs it."""
+    from pydicom import config
+
+    return config.settings.reading_validation_mode != config.RAISE and not config.convert_wrong_length_to_UN
+
+
+def _is_plain_raw(raw) -> bool:
+    return (type(raw) is RawDataElement and raw.VR in _PLAIN_VRS and not raw.is_implicit_VR
+            and not raw.tag >> 16 & 1)
+
+
+class _RawView:
+    """A not yet converted public element of an explicit plain VR, as the check sees it: the
+    same tag, VR and keyword the converted element has; its value converted on first use."""
+
+    __slots__ = ("ds", "tag", "VR", "keyword")
+
+    def __init__(self, ds: Dataset, raw: RawDataElement) -> None:
+        self.ds, self.tag, self.VR = ds, raw.tag, raw.VR
+        self.keyword = dictionary_keyword(raw.tag) if dictionary_has_tag(raw.tag) else ""  # DataElement.keyword
+
+    @property
+    def value(self):
+        return self.ds[self.tag].value
 
 
 def _pseudonymous(value) -> bool:
