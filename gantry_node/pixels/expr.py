@@ -127,7 +127,9 @@ def is_numeric_tag(tag: int) -> bool:
 
 def _element(ds: Dataset, tag: int):
     source = ds.file_meta if tag >> 16 == 0x0002 and hasattr(ds, "file_meta") else ds
-    return source.get(tag) if source is not None else None
+    if source is None or tag not in source._dict:  # absent: what get() returns, without its KeyError
+        return None
+    return source.get(tag)
 
 
 def element_text(ds: Dataset, tag: int) -> str | None:
