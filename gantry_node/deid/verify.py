@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from gantry_node.deid import profile
 from gantry_node.deid.encoding import encode_dataset
 from gantry_node.deid.identity import Identity
-from gantry_node.deid.policy import OverrideKey, Policy
+from gantry_node.deid.policy import OverrideKey, Policy, public_overrides
 from gantry_node.deid.scan import Finding
 from gantry_node.deid.values import as_list
 
@@ -51,6 +51,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Non
 class _Checker:
     def __init__(self, policy: Policy, sop_class: str) -> None:
         self.policy = policy
+        self.public_overrides = public_overrides(policy.overrides)
         self.options = policy.options
         self.sop_class = sop_class
         self.tables = profile.tables()
@@ -84,7 +85,7 @@ class _Checker:
             return "private element the policy does not allow"
         if profile.repeating_base(group) is not None:
             return "overlay or curve data the policy removes" if self._repeating_removed(group, el) else None
-        override = self.policy.overrides.get(OverrideKey(tag=tag))
+        override = self.public_overrides.get(tag)
         if override is not None:
             return "still present, a site override removes it" if override.action == "remove" else None
         rule = self.tables.by_tag.get(tag)
