@@ -64,10 +64,12 @@ class _Checker:
         for tag in sorted(ds._dict):  # the order `for elem in ds` gives
             raw = ds._dict[tag]
             elem = _RawView(ds, raw) if plain and _is_plain_raw(raw) else ds[tag]
+            reason = self._problem(ds, elem, seq_path)
+            if not reason and elem.VR != "SQ":
+                continue
             tag = int(elem.tag)
             tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             path = f"{where}{tag_text}"
-            reason = self._problem(ds, elem, seq_path)
             if reason:
                 found.append(Finding(path, tag_text, elem.keyword or "", elem.VR, reason, "verify", elem.value))
             if elem.VR == "SQ":
