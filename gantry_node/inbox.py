@@ -1,16 +1,21 @@
 """The inbox: raw received instances (they hold PHI), in a 0700 directory.
 
-A file is written under a temporary name, fsynced, renamed into place and the directory
-fsynced, so after `put` returns the bytes survive a crash or power cut. File names are random
-(never the sender's UIDs or names)."""
+`put` writes a file under its final, random name (never the sender's UIDs or names), fsyncs
+it and fsyncs its folder: after `put` returns the bytes survive a crash or power cut. A file
+only counts once the index row naming it is committed (the SCP commits the row after `put`);
+on start, `sweep` removes files no row refers to, which is where a write interrupted by a
+crash ends up. So no temporary name and rename are needed.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
-TEMP_PREFIX = ".incoming-"
+TEMP_PREFIX = ".incoming-"  # written by earlier versions; still swept
+FANOUT = 256  # sub-folders, by the first two hex digits of the name
 
 
 class Inbox:
@@ -18,43 +23,55 @@ class Inbox:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
+        # created once here (and made durable) so that `put` only ever fsyncs one folder
+        for i in range(FANOUT):
+            folder = self.root / f"{i:02x}"
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700)
+                _fsync_dir(folder)
+        _fsync_dir(self.root)
 
-    def put(self, data: bytes) -> Path:
-        """Store one instance durably; raises OSError (e.g. ENOSPC) with nothing left behind."""
+    def put(self, *chunks: bytes | memoryview) -> Path:
+        """Store one instance (the concatenated chunks) durably; raises OSError (e.g. ENOSPC)
+        with nothing left behind."""
         name = uuid.uuid4().hex
         final = self.root / name[:2] / f"{name}.dcm"
-        new_folder = not final.parent.exists()
-        final.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = self.root / f"{TEMP_PREFIX}{name}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, chunks)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, final)
+            _fsync_dir(final.parent)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise
-        for folder in (final.parent, self.root) if new_folder else (final.parent,):
-            _fsync_dir(folder)
         return final
 
     def discard(self, path: str | Path) -> None:
         Path(path).unlink(missing_ok=True)
 
     def sweep(self, known: set[str]) -> int:
-        """On start: remove temp files and files no row refers to (written, then the process
-        died before the row was committed: never acknowledged, so the sender still has them)."""
+        """On start: remove files no row refers to (written, then the process died before the
+        row was committed: never acknowledged, so the sender still has them)."""
         removed = 0
         for path in self.root.rglob("*"):
             if path.is_file() and (path.name.startswith(TEMP_PREFIX) or str(path) not in known):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _write_all(fd: int, chunks: Iterable[bytes | memoryview]) -> None:
+    views = [memoryview(c) for c in chunks if len(c)]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def _fsync_dir(path: Path) -> None:

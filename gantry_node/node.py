@@ -7,6 +7,7 @@ row refers to (never acknowledged) are removed, and forwarding resumes where it 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from gantry_node.config import Config, ConfigError, build_engines
 from gantry_node.deid import SecretError, new_secret
 from gantry_node.forwarder import Forwarder
 from gantry_node.inbox import Inbox
-from gantry_node.network.scp import start_scp
+from gantry_node.receiver import Receiver
 from gantry_node.store import Store
 from gantry_node.worker import Dispatcher
 
@@ -39,6 +40,17 @@ def prepare_data_dir(config: Config) -> bool:
     return True
 
 
+def sweep_outbox(outbox: Path, keep: set[str]) -> int:
+    """On start: remove clean files no undelivered delivery refers to (their instance was
+    forwarded but a stop or crash came before the cleanup thread removed them)."""
+    removed = 0
+    for path in outbox.rglob("*"):
+        if path.is_file() and str(path) not in keep:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class Node:
     def __init__(self, config: Config):
         self.config = config
@@ -54,7 +66,8 @@ class Node:
         config.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dispatcher: Dispatcher | None = None
         self.forwarders: list[Forwarder] = []
-        self.server = None
+        self.receiver: Receiver | None = None
+        self.forwarded: queue.Queue[list[int]] = queue.Queue()  # instance ids, for the cleanup thread
         self.threads: list[threading.Thread] = []
         # present only after an orderly stop; its absence at start means a crash or power cut
         self.clean_stop_marker = config.data_dir / "stopped-cleanly"
@@ -67,8 +80,10 @@ class Node:
         else:
             redo += self.store.requeue_clean()
         swept = self.inbox.sweep(self.store.raw_paths())
-        if redo or swept:
-            self.audit.event("recovered", count=redo, state="received", reason=f"{swept} unreferenced inbox files")
+        stale = sweep_outbox(cfg.outbox, self.store.undelivered_paths())
+        if redo or swept or stale:
+            self.audit.event("recovered", count=redo, state="received",
+                             reason=f"{swept} unreferenced inbox files, {stale} stale outbox files")
         self.dispatcher = Dispatcher(cfg, self.store, self.audit, self.stop_event, on_clean=self._wake_forwarders)
         self.forwarders = [Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
                                      self._forwarded, cfg.node.tcp_nodelay) for d in cfg.effective_destinations()]
@@ -76,25 +91,58 @@ class Node:
         self.dispatcher.start()
         for f in self.forwarders:
             f.start()
-        purger = threading.Thread(target=self._purge_loop, name="retention", daemon=True)
-        purger.start()
-        self.threads = [self.dispatcher, *self.forwarders, purger]
-        self.server = start_scp(cfg.node, self.inbox, self.store, self.audit, on_received=self.dispatcher.wakeup.set)
+        cleaner = threading.Thread(target=self._cleanup_loop, name="cleanup", daemon=True)
+        cleaner.start()
+        self.threads = [self.dispatcher, *self.forwarders, cleaner]
+        self.receiver = Receiver(cfg)
+        self.receiver.start()
         self.audit.event("node_started", ae_title=cfg.node.ae_title, bind=cfg.node.bind, port=cfg.node.port,
                          secret_created=self.secret_created)
+
+    def healthy(self) -> bool:
+        """False once the receiver process has died (the node then exits, and its supervisor
+        restarts it)."""
+        return self.receiver is None or self.receiver.alive()
 
     def _wake_forwarders(self) -> None:
         for f in self.forwarders:
             f.wakeup.set()
 
     def _forwarded(self, instance_ids: list[int]) -> None:
-        """Every destination acknowledged these instances: drop the outbox copies, apply retention."""
+        """Every destination acknowledged these instances. The cleanup thread records it and
+        removes the files: unlinking a 512 KB file takes about a millisecond (more on a disk
+        mounted with discard), time the forwarder thread should spend sending."""
+        self.forwarded.put(instance_ids)
+
+    def _cleanup_loop(self) -> None:
+        keep = self.config.retention.raw
+        period = 1.0 if keep == "immediately" else 60.0
+        next_sweep = time.monotonic() + period
+        while True:
+            try:
+                ids = self.forwarded.get(timeout=0.5)
+            except queue.Empty:
+                if self.stop_event.is_set():
+                    return
+                ids = []
+            if ids:
+                self._clean_up(ids, keep)
+            if keep != "keep" and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + period
+                days = 0 if keep == "immediately" else int(keep)
+                # "immediately" is done as instances are forwarded; this also catches what a
+                # crash or a stop interrupted
+                due = self.store.purge_due(time.time() - days * DAY)
+                if due:
+                    self._purge_raw(due)
+
+    def _clean_up(self, instance_ids: list[int], keep: str) -> None:
         rows = self.store.forwarded_rows(instance_ids)
         for row, clean_paths in rows:
             self.audit.event("forwarded", instance=row.id, sop_uid=row.clean_uid)
             for path in clean_paths:
                 Path(path).unlink(missing_ok=True)
-        if self.config.retention.raw == "immediately":
+        if keep == "immediately":
             self._purge_raw([row for row, _ in rows])
 
     def _purge_raw(self, rows: list) -> None:
@@ -104,21 +152,10 @@ class Node:
         for row in rows:
             self.audit.event("purged", instance=row.id, reason=f"retention {self.config.retention.raw}")
 
-    def _purge_loop(self) -> None:
-        keep = self.config.retention.raw
-        while not self.stop_event.wait(1.0 if keep == "immediately" else 60.0):
-            if keep == "keep":
-                continue
-            days = 0 if keep == "immediately" else int(keep)
-            # "immediately" is done on acknowledgement; this also catches ones a crash interrupted
-            due = self.store.purge_due(time.time() - days * DAY)
-            if due:
-                self._purge_raw(due)
-
     def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()  # no new instances first; associations in progress finish
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
         for t in self.threads:
             if t is not self.dispatcher:
                 t.join(timeout=10)

@@ -142,11 +142,12 @@ def wait_count(folder: Path, n: int, timeout: float) -> float:
 
 
 class RssSampler(threading.Thread):
-    """Peak resident set size of a process and its children (the worker pool), sampled."""
+    """Peak resident set size of a process and its children (receiver, workers), sampled."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak, self.peak_main, self.running = pid, 0, 0, True
+        self.peak_by_role: dict[str, int] = {}
 
     def tree(self) -> list[int]:
         pids, todo = [self.pid], [self.pid]
@@ -170,12 +171,28 @@ class RssSampler(threading.Thread):
             pass
         return 0
 
+    def role(self, pid: int) -> str:
+        if pid == self.pid:
+            return "main"
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return "other"
+        return "receiver" if comm == "gantry-receiver" else "worker/helper"
+
     def run(self) -> None:
         while self.running:
-            pids = self.tree()
-            self.peak = max(self.peak, sum(self.rss(p) for p in pids))
-            self.peak_main = max(self.peak_main, self.rss(self.pid))
+            sizes = {p: self.rss(p) for p in self.tree()}
+            self.peak = max(self.peak, sum(sizes.values()))
+            self.peak_main = max(self.peak_main, sizes.get(self.pid, 0))
+            for pid, size in sizes.items():
+                role = self.role(pid)
+                self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), size)
             time.sleep(0.2)
+
+    def roles(self) -> str:
+        mb = 1024 * 1024
+        return ", ".join(f"{role} {size / mb:.0f} MB" for role, size in sorted(self.peak_by_role.items()))
 
 
 def start_node(work: Path, port: int, dest_port: int, workers: int, nodelay: bool = True) -> subprocess.Popen:
@@ -225,7 +242,8 @@ def run_node(work: Path, corpus: Path, n: int, check: float, workers: int, nodel
         stop_node(node)
         dest.stop()
     net = max(sent - check, 1e-6)
-    return {"ingest": n / net, "e2e": n / (arrived - t0 - check), "rss": sampler.peak, "rss_main": sampler.peak_main}
+    return {"ingest": n / net, "e2e": n / (arrived - t0 - check), "rss": sampler.peak, "rss_main": sampler.peak_main,
+            "roles": sampler.roles()}
 
 
 def run_waiting(work: Path, n: int, workers: int) -> dict:
@@ -253,7 +271,7 @@ def run_waiting(work: Path, n: int, workers: int) -> dict:
         sampler.running = False
         stop_node(node)
     shutil.rmtree(corpus)
-    return {"rss": sampler.peak, "rss_main": sampler.peak_main}
+    return {"rss": sampler.peak, "rss_main": sampler.peak_main, "roles": sampler.roles()}
 
 
 def main() -> int:
@@ -292,7 +310,7 @@ def main() -> int:
               f"ratio to baseline {node['ingest'] / baseline:.2f}")
         print(f"node end-to-end (at storescp):      {node['e2e']:8.1f} instances/s  "
               f"ratio to baseline {node['e2e'] / baseline:.2f}")
-        print(f"node peak RSS: {node['rss'] / mb:.0f} MB with workers ({node['rss_main'] / mb:.0f} MB main process)")
+        print(f"node peak RSS: {node['rss'] / mb:.0f} MB in all (peak per process: {node['roles']})")
 
         if args.nagle_n:
             small = work / "nagle-corpus"
@@ -307,8 +325,8 @@ def main() -> int:
                   f"(end-to-end x{on['e2e'] / off['e2e']:.2f} with TCP_NODELAY)")
         if args.waiting:
             w = run_waiting(work, args.waiting, args.workers)
-            print(f"peak RSS with {args.waiting} instances waiting (PACS down): {w['rss'] / mb:.0f} MB with workers "
-                  f"({w['rss_main'] / mb:.0f} MB main process)")
+            print(f"peak RSS with {args.waiting} instances waiting (PACS down): {w['rss'] / mb:.0f} MB in all "
+                  f"(peak per process: {w['roles']})")
     finally:
         if args.keep:
             print(f"work directory kept: {work}")

@@ -47,6 +47,9 @@ def test_sigkill_mid_burst_then_restart(tmp_path):
             assert storescu(port, missing).returncode == 0
             files = wait_for(lambda: len(f := received_files(tmp_path / "research")) >= 60 and f, timeout=90,
                              what="all 60 instances delivered")
+            wait_for(lambda: not list((tmp_path / "data" / "outbox").rglob("*")) or
+                     all(p.is_dir() for p in (tmp_path / "data" / "outbox").rglob("*")), timeout=30,
+                     what="no clean copy left in the outbox once forwarded (stale ones swept at start)")
     uids = read_uids(files)
     expected = expected_clean_uids(tmp_path / "data" / "secret", study.sop_uids)
     assert set(uids) == expected, "exactly one clean UID per original, none lost"

@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"node.port: cannot listen on {where}: {exc.strerror}") from None
     print(f"gantry-node listening on {config.node.bind}:{config.node.port} as {config.node.ae_title}; "
           f"data in {config.data_dir}", file=sys.stderr, flush=True)
-    stop.wait()
+    while not stop.wait(1.0):
+        if not node.healthy():
+            print("gantry-node: the receiver process died; stopping (acknowledged instances are safe)",
+                  file=sys.stderr, flush=True)
+            node.audit.event("node_stopped", level="error", reason="the receiver process died")
+            node.stop()
+            return 1
     node.stop()
     return 0

@@ -8,7 +8,8 @@ and quarantined by the worker, so the SCP stays fast and never blocks on process
 pynetdicom's chunked receive (_config.STORE_RECV_CHUNKED_DATASET) is not used: it writes the
 incoming dataset to a temporary file itself, before the handler runs, and a full disk there
 aborts the association instead of letting us answer 0xA700. The encoded bytes are kept in
-memory for one instance per association (max_associations bounds it) and written by us.
+memory for one instance per association (max_associations bounds it) and written by us, after
+a File Meta header of our own (`part10.file_meta`), straight from pynetdicom's buffer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gantry_node.audit import Audit
 from gantry_node.config import NodeSettings
 from gantry_node.inbox import Inbox
+from gantry_node.network.part10 import file_meta
 from gantry_node.network.tcp import nodelay_handlers
 from gantry_node.store import Store, StoreError
 
@@ -60,7 +62,7 @@ def handle_store(event: evt.Event, inbox: Inbox, store: Store, audit: Audit,
             audit.event("duplicate", instance=held["id"], calling_ae=calling, state=held["state"])
             return SUCCESS
         transfer_syntax = str(event.context.transfer_syntax)
-        path = inbox.put(event.encoded_dataset(include_meta=True))
+        path = inbox.put(file_meta(sop_class, source_uid, transfer_syntax, calling), request.DataSet.getbuffer())
     except (OSError, StoreError) as exc:
         audit.event("store_failed", level="error", calling_ae=calling, peer=peer, reason=_why(exc))
         return OUT_OF_RESOURCES

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from gantry_node.store.migrations import migrate
 
 STATES = ("received", "processing", "clean", "forwarded", "quarantined", "forward_failed", "purged")
@@ -89,23 +87,20 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
+        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
+        for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+            self.conn.execute(f"PRAGMA {pragma}")
         with self._lock:
-            migrate(self.db, self.clock())
+            migrate(self.conn, self.clock())
 
     def close(self) -> None:
         with self._lock:
-            self.db.conn.close()
+            self.conn.close()
 
     @contextmanager
     def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            conn = self.db.conn
+            conn = self.conn
             try:
                 if durable:
                     conn.execute("PRAGMA synchronous = FULL")
@@ -126,7 +121,7 @@ class Store:
     def _query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
-                cur = self.db.conn.execute(sql, params)
+                cur = self.conn.execute(sql, params)
                 names = [d[0] for d in cur.description]
                 return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             except sqlite3.Error as exc:
@@ -351,6 +346,10 @@ class Store:
         rows = self._query("SELECT destination, COUNT(*) AS n FROM deliveries WHERE state = 'pending' "
                            "GROUP BY destination")
         return {r["destination"]: r["n"] for r in rows}
+
+    def undelivered_paths(self) -> set[str]:
+        """Outbox files still to be delivered (pending or failed deliveries)."""
+        return {r["clean_path"] for r in self._query("SELECT clean_path FROM deliveries WHERE state != 'delivered'")}
 
     def raw_paths(self) -> set[str]:
         return {r["raw_path"] for r in self._query("SELECT raw_path FROM instances WHERE raw_purged = 0")}

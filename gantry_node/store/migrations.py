@@ -1,12 +1,19 @@
 """Schema migrations, registered in code and recorded in the `migrations` table as applied.
 
-Append new steps at the end; never edit one that has shipped."""
+Append new steps at the end; never edit one that has shipped. sqlite-utils is imported only
+when a migration has to run, and without pandas: sqlite-utils imports pandas whenever it is
+installed (about 70 MB per process), only to convert pandas values on insert, which the store
+never does.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:
@@ -41,8 +48,34 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 ]
 
 
-def migrate(db: sqlite_utils.Database, now: float) -> int:
+def _sqlite_utils():
+    import sys
+
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        import sqlite_utils
+
+        return sqlite_utils
+    sys.modules["pandas"] = None  # type: ignore[assignment] -- makes its `import pandas` fail
+    try:
+        import sqlite_utils
+    finally:
+        del sys.modules["pandas"]
+    return sqlite_utils
+
+
+def up_to_date(conn: sqlite3.Connection) -> bool:
+    try:
+        done = conn.execute("SELECT COUNT(*) FROM migrations WHERE version <= ?", [len(MIGRATIONS)]).fetchone()[0]
+    except sqlite3.OperationalError:  # no migrations table yet
+        return False
+    return done == len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, now: float) -> int:
     """Apply every migration not yet recorded; returns how many ran."""
+    if up_to_date(conn):
+        return 0
+    db = _sqlite_utils().Database(conn)
     if "migrations" not in db.table_names():
         db["migrations"].create({"version": int, "name": str, "applied_at": float}, pk="version")
     done = {row["version"] for row in db["migrations"].rows}

@@ -1,0 +1,61 @@
+"""The SCP runs in a process of its own (gantry_node/receiver.py). If that process dies the node
+says so and exits non-zero, for its supervisor (systemd Restart=on-failure) to restart it, and
+what it acknowledged is still there after the restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.support.node import (
+    dicom_destination,
+    expected_clean_uids,
+    node_config,
+    read_uids,
+    received_files,
+    running_node,
+    storescp,
+    storescu,
+    wait_for,
+    write_study,
+)
+
+
+def children_named(pid: int, name: str) -> list[int]:
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(k) for k in kids if Path(f"/proc/{k}/comm").read_text().strip() == name]
+
+
+def test_receiver_is_its_own_process_and_its_death_stops_the_node(tmp_path, run_cli):
+    study = write_study(tmp_path / "in", 6)
+    research_port, port = free_port(), free_port()
+    config = node_config(tmp_path, port, destinations=[dicom_destination("research", research_port)])
+    with running_node(config, port) as node:
+        assert storescu(port, tmp_path / "in").returncode == 0
+        receivers = children_named(node.pid, "gantry-receiver")
+        assert len(receivers) == 1
+        import os
+
+        os.kill(receivers[0], signal.SIGKILL)
+        assert node.wait(timeout=20) == 1
+    audit = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
+    assert any(e["event"] == "node_stopped" and e.get("reason") == "the receiver process died" for e in audit)
+    # restarted, the node forwards all six it had acknowledged
+    with storescp(tmp_path / "research", port=research_port), running_node(config, port):
+        files = wait_for(lambda: len(f := received_files(tmp_path / "research")) >= 6 and f, timeout=60,
+                         what="the six acknowledged instances delivered after the restart")
+    assert set(read_uids(files)) == expected_clean_uids(tmp_path / "data" / "secret", study.sop_uids)
+
+
+def test_killed_node_takes_its_receiver_along(tmp_path):
+    port = free_port()
+    config = node_config(tmp_path, port)
+    with running_node(config, port) as node:
+        receiver = children_named(node.pid, "gantry-receiver")[0]
+        node.send_signal(signal.SIGKILL)
+        node.wait()
+        wait_for(lambda: not Path(f"/proc/{receiver}").exists() or
+                 Path(f"/proc/{receiver}/stat").read_text().split()[2] == "Z", timeout=10,
+                 what="the receiver gone with the node")
