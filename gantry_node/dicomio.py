@@ -76,28 +76,34 @@ def _decode_all(ds: Dataset, source, where: str) -> None:
     a known VR, a length that fits the VR, a value not cut short. Sequences are decoded and
     their items checked the same way."""
     for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
-        label = f"{where}({tag.group:04X},{tag.element:04X})"
         raw = ds.get_item(tag)
         if isinstance(raw, RawDataElement):
             vr = raw.VR or _dictionary_vr(tag)
             if raw.VR is not None and raw.VR not in _KNOWN_VRS:
-                raise BadInput(source, f"{label}: invalid VR {raw.VR!r}")
+                raise BadInput(source, f"{_label(where, tag)}: invalid VR {raw.VR!r}")
             length = raw.length
             if raw.value is not None and length != 0xFFFFFFFF and len(raw.value) != length:
                 # pydicom accepts a value cut short by the end of the file; the length field tells.
-                raise BadInput(source, f"{label}: value is {len(raw.value)} of {length} bytes (file truncated)")
+                raise BadInput(source, f"{_label(where, tag)}: value is {len(raw.value)} of {length} bytes "
+                                       "(file truncated)")
             size = _FIXED_SIZE.get(vr)
             if size and length != 0xFFFFFFFF and length % size and tag != 0x7FE00010:
-                raise BadInput(source, f"{label}: {vr} value of {length} bytes is not a multiple of {size}")
+                raise BadInput(source, f"{_label(where, tag)}: {vr} value of {length} bytes is not a multiple "
+                                       f"of {size}")
             if vr != "SQ":
                 continue
         try:
             elem = ds[tag]
         except Exception as exc:  # noqa: BLE001 -- any decoding failure is bad input
-            raise BadInput(source, f"{label}: value cannot be decoded ({type(exc).__name__})") from None
+            raise BadInput(source, f"{_label(where, tag)}: value cannot be decoded ({type(exc).__name__})") from None
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
-                _decode_all(item, source, f"{label}[{i}].")
+                _decode_all(item, source, f"{_label(where, tag)}[{i}].")
+
+
+def _label(where: str, tag: int) -> str:
+    """The element's place for an error message (built only when one is needed)."""
+    return f"{where}({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _dictionary_vr(tag) -> str:

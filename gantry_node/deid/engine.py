@@ -33,7 +33,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from gantry_node.deid import profile
 from gantry_node.deid.identity import Identity, clean_text
 from gantry_node.deid.markers import apply_markers
-from gantry_node.deid.policy import Override, OverrideKey, Policy
+from gantry_node.deid.policy import Override, OverrideKey, Policy, public_overrides
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.values import (
     CODE_ATTRIBUTES,
@@ -121,6 +121,7 @@ def new_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str | None
 class _Walk:
     def __init__(self, ds: Dataset, policy: Policy, keys: Keys) -> None:
         self.policy = policy
+        self.public_overrides = public_overrides(policy.overrides)
         self.keys = keys
         self.tables = profile.tables()
         self.options = policy.options
@@ -230,7 +231,7 @@ class _Walk:
         self.apply(element, code, reason, path, seq_path, mode, out)
 
     def public(self, ds, tag, path, seq_path, mode, out) -> None:
-        override = self.policy.overrides.get(OverrideKey(tag=int(tag)))
+        override = self.public_overrides.get(int(tag))
         rule = self.tables.by_tag.get(int(tag))
         if override is None and rule is None:
             raw = ds.get_item(tag)

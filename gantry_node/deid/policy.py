@@ -60,6 +60,12 @@ class OverrideKey:
         return self.creator is not None
 
 
+def public_overrides(overrides: dict[OverrideKey, Override]) -> dict[int, Override]:
+    """The overrides of public tags by tag: `result.get(tag)` is `overrides.get(OverrideKey(tag=tag))`
+    without building a key per element."""
+    return {key.tag: override for key, override in overrides.items() if key == OverrideKey(tag=key.tag)}
+
+
 @dataclass(frozen=True)
 class Policy:
     options: frozenset[str] = DEFAULT_OPTIONS

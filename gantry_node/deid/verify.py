@@ -14,14 +14,17 @@ only looks: it builds nothing, so it is cheap enough to run on every instance.
 
 from __future__ import annotations
 
+import os
 import re
 
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from gantry_node.deid import profile
 from gantry_node.deid.encoding import encode_dataset
 from gantry_node.deid.identity import Identity
-from gantry_node.deid.policy import OverrideKey, Policy
+from gantry_node.deid.policy import OverrideKey, Policy, public_overrides
 from gantry_node.deid.scan import Finding
 from gantry_node.deid.values import as_list
 
@@ -48,6 +51,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Non
 class _Checker:
     def __init__(self, policy: Policy, sop_class: str) -> None:
         self.policy = policy
+        self.public_overrides = public_overrides(policy.overrides)
         self.options = policy.options
         self.sop_class = sop_class
         self.tables = profile.tables()
@@ -56,11 +60,16 @@ class _Checker:
 
     def check(self, ds: Dataset, seq_path: tuple[str, ...], where: str) -> list[Finding]:
         found: list[Finding] = []
-        for elem in ds:
+        plain = _plain_raw_allowed()
+        for tag in sorted(ds._dict):  # the order `for elem in ds` gives
+            raw = ds._dict[tag]
+            elem = _RawView(ds, raw) if plain and _is_plain_raw(raw) else ds[tag]
+            reason = self._problem(ds, elem, seq_path)
+            if not reason and elem.VR != "SQ":
+                continue
             tag = int(elem.tag)
             tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             path = f"{where}{tag_text}"
-            reason = self._problem(ds, elem, seq_path)
             if reason:
                 found.append(Finding(path, tag_text, elem.keyword or "", elem.VR, reason, "verify", elem.value))
             if elem.VR == "SQ":
@@ -78,7 +87,7 @@ class _Checker:
             return "private element the policy does not allow"
         if profile.repeating_base(group) is not None:
             return "overlay or curve data the policy removes" if self._repeating_removed(group, el) else None
-        override = self.policy.overrides.get(OverrideKey(tag=tag))
+        override = self.public_overrides.get(tag)
         if override is not None:
             return "still present, a site override removes it" if override.action == "remove" else None
         rule = self.tables.by_tag.get(tag)
@@ -111,6 +120,38 @@ class _Checker:
         return rule.action(self.options)[0] == "X"
 
 
+_PLAIN_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                        "ST", "TM", "UC", "UI", "UL", "UR", "US", "UT"})
+
+
+def _plain_raw_allowed() -> bool:
+    """Whether a raw element of a plain VR converts to a DataElement of the same VR without
+    raising (pydicom's defaults): then the check reads its value only when it needs it."""
+    from pydicom import config
+
+    return config.settings.reading_validation_mode != config.RAISE and not config.convert_wrong_length_to_UN
+
+
+def _is_plain_raw(raw) -> bool:
+    return (type(raw) is RawDataElement and raw.VR in _PLAIN_VRS and not raw.is_implicit_VR
+            and not raw.tag >> 16 & 1)
+
+
+class _RawView:
+    """A not yet converted public element of an explicit plain VR, as the check sees it: the
+    same tag, VR and keyword the converted element has; its value converted on first use."""
+
+    __slots__ = ("ds", "tag", "VR", "keyword")
+
+    def __init__(self, ds: Dataset, raw: RawDataElement) -> None:
+        self.ds, self.tag, self.VR = ds, raw.tag, raw.VR
+        self.keyword = dictionary_keyword(raw.tag) if dictionary_has_tag(raw.tag) else ""  # DataElement.keyword
+
+    @property
+    def value(self):
+        return self.ds[self.tag].value
+
+
 def _pseudonymous(value) -> bool:
     return all(not str(v).strip() or str(v).startswith("2.25.") for v in as_list(value))
 
@@ -132,27 +173,69 @@ def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy:
         needles += [("original UID", u) for u in identity.uids]
     if not needles:
         return []
-    ranges = sorted(r for r in (_locate(encoded, v) for v in bulk) if r)
+    located = [(r, v) for r, v in ((_locate(encoded, v), v) for v in bulk) if r]
+    ranges = sorted(r for r, _ in located)
     header, last = [], 0
     for start, end in ranges:
         header.append(encoded[last:start])
         last = max(last, end)
     header.append(encoded[last:])
     header_text = b"\x00".join(header).lower()  # NUL between pieces: no match spans a bulk value
-    bulk_texts: list[bytes] | None = None
+    lowered = [value.lower().encode("utf-8", "replace") for _, value in needles]
+    header_hits = [needle in header_text and _needle_pattern(what, value).search(header_text) is not None
+                   for (what, value), needle in zip(needles, lowered, strict=True)]
+    # encoded[start:end] is the bulk value itself (that is how it was located): lower it in place
+    bulk = _BulkSearch([v.lower() for _, v in located])
+    wanted = [i for i, (what, value) in enumerate(needles) if not header_hits[i] and len(value) >= _MIN_BULK_NEEDLE
+              and (what != "birth date" or value.isdigit())]
+    bulk.rule_out([lowered[i] for i in wanted], [lowered[i] for i in wanted if needles[i][0] == "original UID"])
     found: list[Finding] = []
-    for what, value in needles:
-        needle = value.lower().encode("utf-8", "replace")
-        pattern = _needle_pattern(what, value)
-        hit = needle in header_text and pattern.search(header_text) is not None
-        if not hit and len(value) >= _MIN_BULK_NEEDLE and (what != "birth date" or value.isdigit()):
-            if bulk_texts is None:
-                bulk_texts = [encoded[s:e].lower() for s, e in ranges]
-            hit = any(needle in b and pattern.search(b) for b in bulk_texts)
+    for i, (what, value) in enumerate(needles):
+        hit = header_hits[i] or (i in wanted and bulk.holds(lowered[i], lambda w=what, v=value: _needle_pattern(w, v)))
         if hit:
             found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
                                  "verify", value))
     return found
+
+
+class _BulkSearch:
+    """Searches of the (lower-cased) bulk values. A needle is searched for as before (substring,
+    then its pattern), but a needle that contains a string known to be absent from every bulk
+    value cannot be there either: searching the shorter needles (and the common prefix of the
+    original UIDs) first rules most of the 512 KB scans out."""
+
+    _MIN_PREFIX = 8
+
+    def __init__(self, texts: list[bytes]) -> None:
+        self.texts = texts
+        self.absent: set[bytes] = set()
+        self.present: set[bytes] = set()
+
+    def _absent(self, text: bytes) -> bool:
+        if text in self.present:
+            return False
+        if text in self.absent or any(a in text for a in self.absent):
+            return True
+        if any(text in b for b in self.texts):
+            self.present.add(text)
+            return False
+        self.absent.add(text)
+        return True
+
+    def rule_out(self, needles: list[bytes], uids: list[bytes]) -> None:
+        if len(uids) > 1:
+            prefix = os.path.commonprefix(uids)
+            if len(prefix) >= self._MIN_PREFIX:
+                self._absent(prefix)
+        for needle in sorted(set(needles), key=len):
+            self._absent(needle)
+
+    def holds(self, needle: bytes, pattern) -> bool:
+        """What `any(needle in b and pattern.search(b) for b in texts)` gives."""
+        if self._absent(needle):
+            return False
+        compiled = pattern()
+        return any(needle in b and compiled.search(b) for b in self.texts)
 
 
 def _locate(encoded: bytes, value: bytes) -> tuple[int, int] | None:

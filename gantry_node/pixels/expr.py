@@ -127,7 +127,9 @@ def is_numeric_tag(tag: int) -> bool:
 
 def _element(ds: Dataset, tag: int):
     source = ds.file_meta if tag >> 16 == 0x0002 and hasattr(ds, "file_meta") else ds
-    return source.get(tag) if source is not None else None
+    if source is None or tag not in source._dict:  # absent: what get() returns, without its KeyError
+        return None
+    return source.get(tag)
 
 
 def element_text(ds: Dataset, tag: int) -> str | None:
@@ -185,6 +187,17 @@ def evaluate(expr: Expr, ds: Dataset) -> bool:
     if expr.op == "startswith":
         return text.startswith(want)
     return text.endswith(want)
+
+
+def readings(expr: Expr) -> set[tuple[int, bool]]:
+    """What `evaluate(expr, ds)` reads of a dataset: (tag, numeric) pairs, where numeric pairs
+    are read with `element_number` and the others with `element_text`. The result of
+    `evaluate` is a function of these readings alone."""
+    if isinstance(expr, All | AnyOf):
+        return set().union(*(readings(e) for e in expr.items))
+    if isinstance(expr, Not):
+        return readings(expr.item)
+    return {(expr.tag, expr.op in NUMERIC_OPS)}
 
 
 # --- YAML form ----------------------------------------------------------------------------

@@ -18,7 +18,16 @@ from typing import Any
 import yaml
 from pydicom.dataset import Dataset
 
-from gantry_node.pixels.expr import Expr, RuleError, evaluate, expr_from_mapping, expr_to_mapping
+from gantry_node.pixels.expr import (
+    Expr,
+    RuleError,
+    element_number,
+    element_text,
+    evaluate,
+    expr_from_mapping,
+    expr_to_mapping,
+    readings,
+)
 from gantry_node.yamlfile import read_yaml
 
 RULE_KEYS = {"id", "name", "match", "regions", "source"}
@@ -61,6 +70,38 @@ def first_match(rules: Iterable[Rule], ds: Dataset) -> Rule | None:
         if rule.matches(ds):
             return rule
     return None
+
+
+class RuleMatcher:
+    """`first_match` over a fixed list of rules, remembered by what the signatures read.
+
+    Which rule matches first depends only on the readings (`element_text` / `element_number`)
+    of the attributes the signatures name, so the result is kept per tuple of readings: the
+    instances of one device and series are matched once, not 52 signatures per instance."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = tuple(rules)
+        wanted: set[tuple[int, bool]] = set()
+        for rule in self.rules:
+            wanted |= readings(rule.match)
+        self.readings = tuple(sorted(wanted))
+        self._memo: dict[tuple, int] = {}
+
+    def first_match(self, ds: Dataset) -> Rule | None:
+        try:
+            key = tuple(element_number(ds, tag) if numeric else element_text(ds, tag)
+                        for tag, numeric in self.readings)
+        except Exception:  # noqa: BLE001 -- a value the signatures may never reach: evaluate as before
+            return first_match(self.rules, ds)
+        index = self._memo.get(key)
+        if index is None:
+            index = next((i for i, rule in enumerate(self.rules) if rule.matches(ds)), -1)
+            if len(self._memo) >= self.MAX_ENTRIES:
+                self._memo.clear()
+            self._memo[key] = index
+        return self.rules[index] if index >= 0 else None
 
 
 def region_from_value(value: Any, where: str) -> Region:

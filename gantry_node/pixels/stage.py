@@ -24,27 +24,29 @@ from gantry_node.pixels.codec import Decoded, PixelDecodeError, decode, has_pixe
 from gantry_node.pixels.config import PixelConfig
 from gantry_node.pixels.ocr import judge, luminance, read_words, sample_frames
 from gantry_node.pixels.redact import redact
-from gantry_node.pixels.rules import first_match
+from gantry_node.pixels.rules import RuleMatcher
 from gantry_node.pixels.suspect import SCREEN_CAPTURE_SOP_CLASSES, suspect_reasons
 
 
 def make_pixel_stage(config: PixelConfig) -> Callable[[Work], None]:
     """The callable for `Engine.pixel_stage`."""
 
+    matcher = RuleMatcher(config.rules)
+
     def pixel_stage(work: Work) -> None:
-        run_pixel_stage(work, config)
+        run_pixel_stage(work, config, matcher)
 
     return pixel_stage
 
 
-def run_pixel_stage(work: Work, config: PixelConfig) -> None:
+def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None = None) -> None:
     original, ds = work.original, work.dataset
     notes: dict[str, Any] = {}
     work.notes["pixels"] = notes
     if ds is None or not has_pixels(ds):
         notes["skipped"] = "no pixel data"
         return
-    rule = first_match(config.rules, original)
+    rule = (matcher or RuleMatcher(config.rules)).first_match(original)
     suspect = suspect_reasons(original, config.suspect_modalities, config.suspect_sop_classes, config.heuristic)
     notes["rule"] = rule.id if rule else None
     if rule:
