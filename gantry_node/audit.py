@@ -90,7 +90,7 @@ class Audit:
         if stdout:
             streams.append(sys.stdout)
         self.log = structlog.wrap_logger(LineSink(streams), processors=list(PROCESSORS),
-                                         wrapper_class=structlog.BoundLogger)
+                                         wrapper_class=structlog.BoundLogger).bind()  # not a lazy proxy per call
 
     def event(self, name: str, level: str = "info", **fields: Any) -> None:
         getattr(self.log, level)(name, **fields)
