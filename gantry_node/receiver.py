@@ -22,11 +22,13 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.connection import Connection
 
 from gantry_node.config import Config
 
 START_TIMEOUT = 60.0
+DRAIN_SECONDS = 20.0  # on stop, how long associations in progress may go on (systemd waits 60 s)
 
 
 class ReceiverError(OSError):
@@ -91,7 +93,12 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     pipe.send(("ready",))
     with contextlib.suppress(EOFError, OSError):
         pipe.recv()  # "stop", or EOF when the main process is gone
-    server.shutdown()
+    server.shutdown()  # no new associations; the ones in progress go on in their threads
+    deadline = time.monotonic() + DRAIN_SECONDS
+    # only established ones: a bare TCP connection (a port probe) sits in pynetdicom as an
+    # acceptor waiting for an A-ASSOCIATE-RQ until the ACSE timeout
+    while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
+        time.sleep(0.05)
     audit.close()
     store.close()
 

@@ -73,3 +73,26 @@ def test_port_in_use_is_one_clear_line_naming_the_key(tmp_path, run_cli):
     assert result.returncode == 2
     assert f"node.port: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_stopping_lets_the_association_in_progress_finish(tmp_path, run_cli):
+    import subprocess
+
+    from tests.support.node import dcmtk_env
+
+    write_study(tmp_path / "in", 300)  # a few seconds of sending
+    port = free_port()
+    config = node_config(tmp_path, port)
+    audit = tmp_path / "data" / "audit.log"
+    with running_node(config, port) as node:
+        sender = subprocess.Popen(
+            ["storescu", "-aec", "GANTRY", "+sd", "127.0.0.1", str(port), str(tmp_path / "in")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dcmtk_env())
+        wait_for(lambda: audit.exists() and audit.read_text().count('"received"') >= 20, timeout=30,
+                 what="the burst under way")
+        node.send_signal(signal.SIGTERM)
+        output = sender.communicate(timeout=60)[0]
+        assert node.wait(timeout=60) == 0
+    assert sender.returncode == 0, output
+    held = json.loads(run_cli("status", "--json", "--config", config, check=True).stdout)["states"]
+    assert sum(held.values()) == 300
