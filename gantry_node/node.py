@@ -1,7 +1,9 @@
-"""The running node: assembles the inbox, store, audit, SCP, worker pool and forwarders.
+"""The running node: assembles the inbox, store, audit, receiver process, worker pool,
+forwarders and the cleanup thread.
 
 Start-up is also recovery: rows a killed run left in `processing` are redone, inbox files no
-row refers to (never acknowledged) are removed, and forwarding resumes where it stopped.
+row refers to (never acknowledged) and outbox files no undelivered delivery refers to are
+removed, and forwarding resumes where it stopped.
 """
 
 from __future__ import annotations

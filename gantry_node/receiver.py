@@ -26,6 +26,7 @@ import time
 from multiprocessing.connection import Connection
 
 from gantry_node.config import Config
+from gantry_node.orphans import exit_when_orphaned
 
 START_TIMEOUT = 60.0
 DRAIN_SECONDS = 20.0  # on stop, how long associations in progress may go on (systemd waits 60 s)
@@ -84,23 +85,23 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     store = Store(config.db_path)
     audit = Audit(store, config.audit_file, config.logging.stdout)
     try:
-        server = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit)
-    except OSError as exc:
-        pipe.send(("error", exc.errno or 0, exc.strerror or type(exc).__name__))
+        try:
+            server = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit)
+        except OSError as exc:
+            pipe.send(("error", exc.errno or 0, exc.strerror or type(exc).__name__))
+            return
+        pipe.send(("ready",))
+        with contextlib.suppress(EOFError, OSError):
+            pipe.recv()  # "stop", or EOF when the main process is gone
+        server.shutdown()  # no new associations; the ones in progress go on in their threads
+        deadline = time.monotonic() + DRAIN_SECONDS
+        # only established ones: a bare TCP connection (a port probe) sits in pynetdicom as an
+        # acceptor waiting for an A-ASSOCIATE-RQ until the ACSE timeout
+        while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
         audit.close()
         store.close()
-        return
-    pipe.send(("ready",))
-    with contextlib.suppress(EOFError, OSError):
-        pipe.recv()  # "stop", or EOF when the main process is gone
-    server.shutdown()  # no new associations; the ones in progress go on in their threads
-    deadline = time.monotonic() + DRAIN_SECONDS
-    # only established ones: a bare TCP connection (a port probe) sits in pynetdicom as an
-    # acceptor waiting for an A-ASSOCIATE-RQ until the ACSE timeout
-    while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    audit.close()
-    store.close()
 
 
 PROCESS_NAME = b"gantry-receiver"  # what ps and /proc/PID/comm show (15 bytes at most)
@@ -120,12 +121,4 @@ def _die_with_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
     if not armed:  # not Linux: look every second instead
-        import threading
-        import time
-
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1)
-            os._exit(0)
-
-        threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+        exit_when_orphaned(parent_pid)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gantry_node.audit import Audit
 from gantry_node.config import Config, build_engines
+from gantry_node.orphans import exit_when_orphaned
 from gantry_node.store import Instance, Store
 from gantry_node.store.db import CleanCopy
 
@@ -64,17 +65,9 @@ def _yield_to_the_node() -> None:
 def _init_process(config: Config, node_pid: int) -> None:
     _yield_to_the_node()
     _ENGINES.update(build_engines(config))
-    threading.Thread(target=_exit_with_node, args=(node_pid,), name="orphan-watch", daemon=True).start()
-
-
-def _exit_with_node(node_pid: int) -> None:
-    """A worker must not outlive a killed node: its rows are redone at the next start."""
-    import os
-    import time
-
-    while os.getppid() == node_pid:
-        time.sleep(1)
-    os._exit(0)
+    # polled, not PR_SET_PDEATHSIG: that fires when the *thread* that spawned the process ends,
+    # and the pool spawns workers from whichever thread submits
+    exit_when_orphaned(node_pid)
 
 
 def _warm_up(seconds: float) -> int:

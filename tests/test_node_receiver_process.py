@@ -5,11 +5,15 @@ what it acknowledged is still there after the restart."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 from tests.conftest import free_port
 from tests.support.node import (
+    dcmtk_env,
     dicom_destination,
     expected_clean_uids,
     node_config,
@@ -36,8 +40,6 @@ def test_receiver_is_its_own_process_and_its_death_stops_the_node(tmp_path, run_
         assert storescu(port, tmp_path / "in").returncode == 0
         receivers = children_named(node.pid, "gantry-receiver")
         assert len(receivers) == 1
-        import os
-
         os.kill(receivers[0], signal.SIGKILL)
         assert node.wait(timeout=20) == 1
     audit = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
@@ -62,8 +64,6 @@ def test_killed_node_takes_its_receiver_along(tmp_path):
 
 
 def test_port_in_use_is_one_clear_line_naming_the_key(tmp_path, run_cli):
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -76,10 +76,6 @@ def test_port_in_use_is_one_clear_line_naming_the_key(tmp_path, run_cli):
 
 
 def test_stopping_lets_the_association_in_progress_finish(tmp_path, run_cli):
-    import subprocess
-
-    from tests.support.node import dcmtk_env
-
     write_study(tmp_path / "in", 300)  # a few seconds of sending
     port = free_port()
     config = node_config(tmp_path, port)

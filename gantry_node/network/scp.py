@@ -15,7 +15,6 @@ a File Meta header of our own (`part10.file_meta`), straight from pynetdicom's b
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
@@ -48,8 +47,7 @@ TRANSFER_SYNTAXES = [
 ]
 
 
-def handle_store(event: evt.Event, inbox: Inbox, store: Store, audit: Audit,
-                 on_received: Callable[[], None] | None = None) -> int:
+def handle_store(event: evt.Event, inbox: Inbox, store: Store, audit: Audit) -> int:
     """EVT_C_STORE: persist, index, then answer."""
     request = event.request
     source_uid = str(request.AffectedSOPInstanceUID or "").strip()
@@ -80,8 +78,6 @@ def handle_store(event: evt.Event, inbox: Inbox, store: Store, audit: Audit,
     if replaced and replaced != str(path):
         inbox.discard(replaced)
     audit.event("received", instance=instance_id, calling_ae=calling, peer=peer, outcome=outcome)
-    if on_received is not None:
-        on_received()
     return SUCCESS
 
 
@@ -139,12 +135,11 @@ def build_ae(settings: NodeSettings) -> AE:
     return ae
 
 
-def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit,
-              on_received: Callable[[], None] | None = None) -> ThreadedAssociationServer:
+def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit) -> ThreadedAssociationServer:
     """Start listening in background threads; returns the server (call .shutdown() to stop)."""
     ae = build_ae(settings)
     handlers = [
-        (evt.EVT_C_STORE, handle_store, [inbox, store, audit, on_received]),
+        (evt.EVT_C_STORE, handle_store, [inbox, store, audit]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_REQUESTED, handle_requested, [settings, audit]),
         (evt.EVT_ACCEPTED, handle_accepted, [audit]),
