@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom import uid
 
-from gantry_node.pixels.codec import PixelDecodeError, decode
+from gantry_node.pixels.codec import PixelDecodeError, decode, to_native
 from gantry_node.pixels.redact import redact
 from gantry_node.pixels.rules import Region
 from tests.support.pixels import encode_as, read_testdata, roundtrip, synthetic
@@ -181,3 +181,23 @@ def test_signed_16_bit_images(name, written):
     inside[:, 2:12, 4:24] = True
     assert np.array_equal(after[~inside], before[~inside])
     assert (after[inside] == before.min()).all()  # the smallest stored value, negative or not
+
+
+@pytest.mark.parametrize("syntax", LOSSLESS + LOSSY + [uid.DeflatedExplicitVRLittleEndian])
+@pytest.mark.parametrize(("pi", "bits"), [("MONOCHROME2", 16), ("RGB", 8)])
+def test_to_native_keeps_the_decoded_values(tmp_path, pi, bits, syntax):
+    """What the forwarder sends to a destination that refuses the file's own syntax."""
+    source = encode_as(synthetic(pi, bits, frames=2), syntax, tmp_path)
+    expected = decode(source)
+    native = copy.deepcopy(source)
+    assert to_native(native) == syntax
+    back = roundtrip(native)
+    assert back.file_meta.TransferSyntaxUID == uid.ExplicitVRLittleEndian
+    got = decode(back)
+    assert got.photometric == expected.photometric
+    assert np.array_equal(got.frames, expected.frames)
+    assert int(back.NumberOfFrames) == 2
+    if syntax in LOSSY:
+        assert back.LossyImageCompression == "01"
+    else:
+        assert "LossyImageCompression" not in back

@@ -108,9 +108,10 @@ def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
     return Decoded(arr, out_pi, int(ds.get("BitsStored", bits_allocated)), ts, lossy)
 
 
-def encode(ds: Dataset, decoded: Decoded, frames: np.ndarray) -> str:
+def encode(ds: Dataset, decoded: Decoded, frames: np.ndarray, recompress: bool = True) -> str:
     """Put `frames` (same shape as decoded.frames) into `ds` with consistent pixel module
-    attributes and transfer syntax (see module doc). Returns the transfer syntax written."""
+    attributes and transfer syntax (see module doc; without `recompress`, lossless sources stay
+    uncompressed too). Returns the transfer syntax written."""
     source = decoded.source_syntax
     arr = frames[0] if frames.shape[0] == 1 else frames
     keep_frames = "NumberOfFrames" in ds
@@ -128,10 +129,22 @@ def encode(ds: Dataset, decoded: Decoded, frames: np.ndarray) -> str:
         ds.LossyImageCompression = "01"
         if source in LOSSY_SYNTAXES and "LossyImageCompressionMethod" not in ds:
             ds.LossyImageCompressionMethod = LOSSY_SYNTAXES[source]
-    target = RECOMPRESS.get(source)
+    target = RECOMPRESS.get(source) if recompress else None
     if target is not None:
         _recompress(ds, target, frames)
     return str(ds.file_meta.TransferSyntaxUID)
+
+
+def to_native(ds: Dataset) -> str:
+    """Rewrite `ds` in place as Explicit VR Little Endian with native pixel data, decoded as
+    `decode` does (for a destination that does not accept its transfer syntax). Returns the
+    source transfer syntax."""
+    source = transfer_syntax(ds)
+    if has_pixels(ds) and (source.is_encapsulated or not source.is_little_endian):
+        decoded = decode(ds)
+        encode(ds, decoded, decoded.frames, recompress=False)
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    return str(source)
 
 
 def _recompress(ds: Dataset, target: uid.UID, frames: np.ndarray) -> None:
