@@ -21,6 +21,10 @@ from gantry_node.settings_files import load_keys
 from gantry_node.yamlfile import read_yaml
 
 DEFAULT_DATA_DIR = Path("gantry-data")
+# destinations[].decompress: which compressed instances may be sent decompressed (Explicit VR
+# Little Endian) to a destination that does not accept their transfer syntax (as dcmsend's
+# --decompress-never / --decompress-lossless / --decompress-lossy)
+DECOMPRESS = ("never", "lossless", "always")
 
 # Every key of the file, dotted; destinations[] keys apply to each list item.
 SCHEMA_KEYS = (
@@ -29,7 +33,7 @@ SCHEMA_KEYS = (
     "destinations", "destinations[].name", "destinations[].type", "destinations[].ae_title",
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
-    "destinations[].timeout", "destinations[].max_pdu",
+    "destinations[].timeout", "destinations[].max_pdu", "destinations[].decompress",
     "policy", "secret_file", "certificates", "reversible", "reversible.algorithm", "pixels",
     "workers", "workers.processes", "workers.batch",
     "retention", "retention.raw",
@@ -71,6 +75,7 @@ class Destination:
     backoff_max: float = 300.0
     timeout: float = 30.0
     max_pdu: int = 262144
+    decompress: str = "lossless"  # when the destination refuses a compressed syntax: DECOMPRESS
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,11 @@ def _destinations(doc: Any, path_of) -> tuple[Destination, ...]:
             backoff_max=_number(item, "backoff_max", d.backoff_max, where),
             timeout=_number(item, "timeout", d.timeout, where),
             max_pdu=_int(item, "max_pdu", d.max_pdu, 0, 2**32 - 1, where),
+            decompress=item.get("decompress", d.decompress),
         )
+        if common["decompress"] not in DECOMPRESS:
+            raise ConfigError(f"{where}.decompress: expected one of {', '.join(DECOMPRESS)}, "
+                              f"got {common['decompress']!r}")
         if kind == "folder":
             if "path" not in item:
                 raise ConfigError(f"{where}.path: a folder destination needs a path")

@@ -60,11 +60,15 @@ class Forwarder(threading.Thread):
 
     def send_batch(self, due: list[Delivery]) -> None:
         if self.peer is not None:
-            error = self.peer.ensure({(d.sop_class, d.transfer_syntax) for d in due})
-            if error:
+            problem = self.peer.ensure({(d.sop_class, d.transfer_syntax) for d in due})
+            if problem is not None and problem.transport:
                 for d in due[:1]:  # one attempt counted per round while the destination is unreachable
-                    self.failed(d, error)
+                    self.failed(d, problem.note)
                 self.pause()
+                return
+            if problem is not None:  # it answers, but takes none of these: each waits its own turn
+                for d in due:
+                    self.failed(d, problem.note)
                 return
         done: list[Delivery] = []
         try:
@@ -78,7 +82,7 @@ class Forwarder(threading.Thread):
                     self.log_delivered(d, result)
                 else:
                     self.failed(d, result.note)
-                    if result.status is None:  # transport trouble: back off the destination
+                    if result.transport:  # back off the destination as a whole
                         self.pause()
                         return
         finally:
@@ -98,14 +102,16 @@ class Forwarder(threading.Thread):
         try:
             write_atomic(Path(d.clean_path).read_bytes(), target)
         except OSError as exc:
-            return SendResult(False, None, f"cannot write to the folder: {exc.strerror}")
+            return SendResult(False, None, f"cannot write to the folder: {exc.strerror}", transport=True)
         return SendResult(True, 0, "written")
 
     def log_delivered(self, d: Delivery, result: SendResult) -> None:
         if result.warning:
             self.audit.event("delivery_warning", level="warning", instance=d.instance_id, destination=self.dest.name,
                              sop_uid=d.clean_uid, status=f"0x{result.status:04X}", reason=result.note)
-        self.audit.event("delivered", instance=d.instance_id, destination=self.dest.name, sop_uid=d.clean_uid)
+        extra = {"decompressed_from": result.decompressed_from} if result.decompressed_from else {}
+        self.audit.event("delivered", instance=d.instance_id, destination=self.dest.name, sop_uid=d.clean_uid,
+                         **extra)
 
     def failed(self, d: Delivery, note: str) -> None:
         attempts = d.attempts + 1

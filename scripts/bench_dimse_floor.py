@@ -139,9 +139,9 @@ def send_pynetdicom(work: Path, files: list[str]) -> tuple[float, float]:
     peer = DicomPeer(Destination(name="bench", type="dicom", ae_title="RESEARCH", host="127.0.0.1", port=port),
                      "GANTRY")
     try:
-        error = peer.ensure({pair})
-        if error:
-            raise RuntimeError(error)
+        problem = peer.ensure({pair})
+        if problem is not None:
+            raise RuntimeError(problem.note)
         c0, t = time.process_time(), time.perf_counter()
         for f in files:
             result = peer.send(f, *pair)

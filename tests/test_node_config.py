@@ -34,6 +34,8 @@ def test_no_config_gives_the_embedded_defaults():
     ({"destinations": [{"type": "dicom", "host": "h", "port": 1}]}, "destinations[0].ae_title:"),
     ({"destinations": [{"type": "folder"}]}, "destinations[0].path:"),
     ({"destinations": [{"type": "ftp"}]}, "destinations[0].type:"),
+    ({"destinations": [{"type": "folder", "path": "x", "decompress": "lossy"}]},
+     "destinations[0].decompress: expected one of never, lossless, always"),
     ({"destinations": [{"name": "a", "path": "x", "type": "folder"}, {"name": "a", "path": "y", "type": "folder"}]},
      "destinations[1].name:"),
     ({"destinations": [{"type": "folder", "path": "x", "policy": {"options": {"nope": True}}}]},

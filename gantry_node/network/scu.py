@@ -1,24 +1,35 @@
 """The C-STORE SCU towards one DICOM destination.
 
-One association is kept open and reused across instances. It proposes exactly the
-(SOP class, transfer syntax) pairs of the clean files waiting to go; when a file needs a pair
-the open association lacks, the association is released and a new one negotiated. Files are
-streamed from disk (pynetdicom's chunked send), never decoded again here.
+One association is kept open and reused across instances. It proposes the (SOP class,
+transfer syntax) pairs of the clean files waiting to go, each in a presentation context of its
+own; when a file needs a pair the open association did not propose, the association is
+released and a new one negotiated. Files are streamed from disk (pynetdicom's chunked send).
+
+A destination need not accept every compressed transfer syntax (dcmtk's storescp refuses JPEG
+Lossless process 14, many archives refuse JPEG-LS). For each SOP class with compressed files,
+an uncompressed context is proposed too, and a file whose own syntax was refused is sent
+decoded, in Explicit VR Little Endian, if `destinations[].decompress` allows it: `lossless`
+(the default, as dcmsend's) for lossless and deflated syntaxes, `always` for lossy ones too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
 from gantry_node.config import Destination
 from gantry_node.network.tcp import nodelay_handlers
+from gantry_node.pixels.codec import LOSSY_SYNTAXES, PixelDecodeError, to_native
 
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 MAX_CONTEXTS = 128
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 WARNINGS = {
     0xB000: "coercion of data elements",
     0xB006: "elements discarded",
@@ -31,6 +42,8 @@ class SendResult:
     delivered: bool
     status: int | None
     note: str  # operator-readable, no PHI
+    transport: bool = False  # the destination could not be reached or talked to: back off it
+    decompressed_from: str | None = None  # sent decoded: the file's own syntax was not accepted
 
     @property
     def warning(self) -> bool:
@@ -57,6 +70,15 @@ def _responses_to_sender_only(assoc: Association) -> None:
     dimse.get_msg = sender_only
 
 
+def _name(uid: str) -> str:
+    name = UID(uid).name
+    return name if name and name != uid else uid
+
+
+def needs_decoding(transfer_syntax: str) -> bool:
+    return transfer_syntax not in UNCOMPRESSED
+
+
 class DicomPeer:
     """Sends files to one destination over a reused association."""
 
@@ -65,51 +87,85 @@ class DicomPeer:
         self.calling_ae = calling_ae
         self.tcp_nodelay = tcp_nodelay
         self.assoc: Association | None = None
-        self.contexts: frozenset[tuple[str, str]] = frozenset()
+        self.proposed: frozenset[tuple[str, str]] = frozenset()
+        self.contexts: frozenset[tuple[str, str]] = frozenset()  # accepted (SOP class, syntax)
 
-    def ensure(self, pairs: set[tuple[str, str]]) -> str | None:
-        """An association accepting every pair (up to MAX_CONTEXTS); None or an error text."""
-        if self.assoc is not None and self.assoc.is_established and pairs <= self.contexts:
+    def may_decompress(self, transfer_syntax: str) -> bool:
+        if self.dest.decompress == "never" or not needs_decoding(transfer_syntax):
+            return False
+        return self.dest.decompress == "always" or transfer_syntax not in LOSSY_SYNTAXES
+
+    def _contexts(self, pairs: set[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+        """Presentation contexts to propose: each pair, then an uncompressed one per SOP class
+        whose files may be sent decompressed; at most MAX_CONTEXTS."""
+        own = [(sop, [ts]) for sop, ts in sorted(pairs)]
+        fallback = sorted({sop for sop, ts in pairs if self.may_decompress(ts)})
+        return (own + [(sop, list(UNCOMPRESSED)) for sop in fallback])[:MAX_CONTEXTS]
+
+    def ensure(self, pairs: set[tuple[str, str]]) -> SendResult | None:
+        """An association that proposed every pair (up to MAX_CONTEXTS); None, or why not."""
+        if self.assoc is not None and self.assoc.is_established and pairs <= self.proposed:
             return None
         self.close()
-        wanted = frozenset(sorted(pairs)[:MAX_CONTEXTS])
+        contexts = self._contexts(pairs)
         ae = AE(ae_title=self.calling_ae)
         ae.maximum_pdu_size = self.dest.max_pdu
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.dest.timeout
         ae.connection_timeout = self.dest.timeout
-        for sop_class, ts in sorted(wanted):
-            ae.add_requested_context(sop_class, ts)
+        for sop_class, syntaxes in contexts:
+            ae.add_requested_context(sop_class, syntaxes)
         assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.ae_title,
                              evt_handlers=nodelay_handlers(self.tcp_nodelay))
         if not assoc.is_established:
             if assoc.is_rejected:
-                return "association rejected by the destination"
-            return "cannot associate (connection refused, timed out or aborted)"
+                return SendResult(False, None, "association rejected by the destination", transport=True)
+            if assoc.rejected_contexts and not assoc.accepted_contexts:
+                refused = sorted({f"{_name(sop)} in {_name(ts)}" for sop, syntaxes in contexts for ts in syntaxes})
+                return SendResult(False, None, "destination accepts none of the proposed presentation contexts: "
+                                  + "; ".join(refused[:4]) + (" ..." if len(refused) > 4 else ""))
+            return SendResult(False, None, "cannot associate (connection refused, timed out or aborted)",
+                              transport=True)
         _responses_to_sender_only(assoc)
         self.assoc = assoc
+        self.proposed = frozenset((sop, ts) for sop, syntaxes in contexts for ts in syntaxes if len(syntaxes) == 1)
         self.contexts = frozenset((str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
                                   for cx in assoc.accepted_contexts)
         return None
 
     def send(self, path: str, sop_class: str, transfer_syntax: str) -> SendResult:
-        if (sop_class, transfer_syntax) not in self.contexts:
-            return SendResult(False, None, f"destination did not accept {sop_class} in {transfer_syntax}")
+        if (sop_class, transfer_syntax) in self.contexts:
+            return self._store(path)
+        uncompressed = any((sop_class, ts) in self.contexts for ts in UNCOMPRESSED)
+        refused = f"destination does not accept {_name(sop_class)} in {_name(transfer_syntax)}"
+        if not uncompressed or not needs_decoding(transfer_syntax):
+            return SendResult(False, None, refused)
+        if not self.may_decompress(transfer_syntax):
+            return SendResult(False, None, f"{refused} (decompress: {self.dest.decompress})")
+        try:
+            ds = dcmread(path)
+            to_native(ds)
+        except (OSError, InvalidDicomError, PixelDecodeError) as exc:
+            return SendResult(False, None, f"{refused}, and cannot decompress: {exc}")
+        return self._store(ds, transfer_syntax)
+
+    def _store(self, data, decompressed_from: str | None = None) -> SendResult:
         assert self.assoc is not None
         try:
-            response = self.assoc.send_c_store(path)
+            response = self.assoc.send_c_store(data)
         except (OSError, ValueError, AttributeError, RuntimeError) as exc:
             self.close(abort=True)
-            return SendResult(False, None, f"cannot send: {type(exc).__name__}")
+            return SendResult(False, None, f"cannot send: {type(exc).__name__}", transport=True)
         status = getattr(response, "Status", None)
         if status is None:
             # the association is in an unknown state: abort it, so neither side waits on it
             self.close(abort=True)
-            return SendResult(False, None, "no response (timeout, abort or lost connection)")
+            return SendResult(False, None, "no response (timeout, abort or lost connection)", transport=True)
         status = int(status)
         if status == 0x0000:
-            return SendResult(True, status, "success")
+            return SendResult(True, status, "success", decompressed_from=decompressed_from)
         if status in WARNINGS:
-            return SendResult(True, status, f"warning 0x{status:04X}: {WARNINGS[status]}")
+            return SendResult(True, status, f"warning 0x{status:04X}: {WARNINGS[status]}",
+                              decompressed_from=decompressed_from)
         return SendResult(False, status, f"failure status 0x{status:04X}")
 
     def close(self, abort: bool = False) -> None:
@@ -122,4 +178,5 @@ class DicomPeer:
             except Exception:  # noqa: BLE001 -- closing a broken association must not raise
                 pass
         self.assoc = None
+        self.proposed = frozenset()
         self.contexts = frozenset()
