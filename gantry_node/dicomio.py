@@ -115,6 +115,10 @@ def _dictionary_vr(tag) -> str:
         return "UN"
 
 
+_PIXEL_COUNTS = {0x00280002: "Samples per Pixel", 0x00280008: "Number of Frames", 0x00280010: "Rows",
+                 0x00280011: "Columns", 0x00280100: "Bits Allocated"}
+
+
 def _check_pixel_length(ds: Dataset, source) -> None:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -132,6 +136,12 @@ def _check_pixel_length(ds: Dataset, source) -> None:
         if not fragments:
             raise BadInput(source, "(7FE0,0010): encapsulated pixel data has no fragments")
         return
+    for tag, name in _PIXEL_COUNTS.items():
+        # a malformed IS (e.g. Number of Frames "1A") reads as text; pydicom would then
+        # multiply Rows x Columns by a string
+        count = ds[tag].value if tag in ds else None
+        if count not in (None, "") and not isinstance(count, int):
+            raise BadInput(source, f"{_label('', tag)}: {name} is not a whole number")
     try:
         expected = get_expected_length(ds, "bytes")
     except Exception:  # noqa: BLE001
