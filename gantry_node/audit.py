@@ -12,6 +12,7 @@ import contextlib
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,19 @@ FIELDS = frozenset({
     "peer", "destination", "status", "reason", "stage", "attempts", "count", "ae_title", "port", "bind",
     "state", "retry_in", "withheld", "secret_created", "outcome", "changes", "decompressed_from",
 })
+
+
+def quiet_library_warnings() -> None:
+    """Drop pydicom's and pynetdicom's warnings in this process.
+
+    Their validation warnings quote the offending value ("Invalid value for VR UI: '<the
+    original SOP Instance UID>'", a malformed date of birth), and Python prints warnings on
+    stderr, which is the node's journal. What is wrong with an instance is reported by tag,
+    without values, as its quarantine reason. Each node process (main, receiver, workers)
+    calls this at start: warning filters are not inherited by spawned processes.
+    """
+    for module in (r"pydicom(\.|$)", r"pynetdicom(\.|$)"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
 
 
 def allow_listed(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

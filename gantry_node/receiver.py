@@ -77,11 +77,12 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    from gantry_node.audit import Audit
+    from gantry_node.audit import Audit, quiet_library_warnings
     from gantry_node.inbox import Inbox
     from gantry_node.network.scp import start_scp
     from gantry_node.store import Store
 
+    quiet_library_warnings()
     store = Store(config.db_path)
     audit = Audit(store, config.audit_file, config.logging.stdout)
     try:

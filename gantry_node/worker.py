@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from gantry_node.audit import Audit
+from gantry_node.audit import Audit, quiet_library_warnings
 from gantry_node.config import Config, build_engines
 from gantry_node.orphans import exit_when_orphaned
 from gantry_node.store import Instance, Store
@@ -63,6 +63,7 @@ def _yield_to_the_node() -> None:
 
 
 def _init_process(config: Config, node_pid: int) -> None:
+    quiet_library_warnings()
     _yield_to_the_node()
     _ENGINES.update(build_engines(config))
     # polled, not PR_SET_PDEATHSIG: that fires when the *thread* that spawned the process ends,

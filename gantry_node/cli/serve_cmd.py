@@ -34,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gantry_node.audit import quiet_library_warnings
     from gantry_node.node import Node
 
+    quiet_library_warnings()
     config = config_from_args(args)
     try:
         node = Node(config)
