@@ -1,4 +1,5 @@
-"""The C-ECHO / C-STORE SCP: every storage SOP class, the common transfer syntaxes as sent.
+"""The C-ECHO / C-STORE SCP: every storage SOP class (the retired ones too), the common
+transfer syntaxes as sent.
 
 `handle_store` answers Success only after the instance is in the inbox (fsynced and renamed)
 and its row is committed; if either fails the answer is 0xA700 (Out of Resources) and the
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pydicom._uid_dict import UID_dictionary
+from pynetdicom import AE, AllStoragePresentationContexts, evt, register_uid
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import Verification, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gantry_node.audit import Audit
@@ -122,6 +125,25 @@ def _address_allowed(peer: str, allowed: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(a, strict=False) for a in allowed)
 
 
+def retired_storage_classes() -> list[str]:
+    """Retired storage SOP classes (pydicom's UID dictionary) that pynetdicom leaves out.
+
+    Old modalities still send them, and so does a PACS forwarding its archive: a 1990s
+    ultrasound as Ultrasound Image Storage (Retired), NM, VL and SR trial classes. Each is
+    registered with pynetdicom's storage service; without that, pynetdicom aborts the whole
+    association when a C-STORE for one arrives.
+    """
+    current = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
+    retired = []
+    for uid, (_name, kind, _info, status, keyword) in UID_dictionary.items():
+        if (uid.startswith("1.2.840.10008.5.1.4.1.1.") and kind == "SOP Class" and status == "Retired"
+                and keyword and uid not in current):
+            if uid_to_service_class(uid) is not StorageServiceClass:
+                register_uid(uid, keyword, StorageServiceClass)
+            retired.append(uid)
+    return sorted(retired)
+
+
 def build_ae(settings: NodeSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = settings.max_pdu
@@ -132,6 +154,8 @@ def build_ae(settings: NodeSettings) -> AE:
     ae.add_supported_context(Verification)
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+    for uid in retired_storage_classes():
+        ae.add_supported_context(uid, TRANSFER_SYNTAXES)
     return ae
 
 
