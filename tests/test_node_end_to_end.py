@@ -1,6 +1,7 @@
 """End to end over loopback with real peers: dcmtk storescu -> gantry-node -> dcmtk storescp,
-and -> Orthanc (checked through its REST API). Every instance arrives de-identified, with
-consistent pseudonyms, and no planted PHI value occurs in any received byte or in the logs."""
+-> Orthanc (checked through its REST API), and a clinical Orthanc routing a study to the node.
+Every instance arrives de-identified, with consistent pseudonyms, and no planted PHI value
+occurs in any received byte or in the logs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.node import (
     orthanc,
     orthanc_available,
     orthanc_get,
+    orthanc_post,
     received_files,
     running_node,
     storescp,
@@ -92,3 +94,40 @@ def test_orthanc_as_research_pacs(tmp_path):
     _check_received([pydicom.dcmread(BytesIO(b)) for b in blobs], [study])
     assert_no_phi(blobs, "instances stored in Orthanc")
     assert_no_phi([(tmp_path / "data" / "audit.log").read_bytes(), config.with_suffix(".out").read_bytes()], "logs")
+
+
+@pytest.mark.skipif(not orthanc_available(), reason="Orthanc not installed")
+def test_clinical_orthanc_routes_a_study_to_the_node(tmp_path):
+    """A PACS adding the node as a routing target: a study stored in a clinical Orthanc (one
+    instance JPEG 2000 compressed) is sent to the node with Orthanc's own C-STORE SCU
+    (POST /modalities/gantry/store); every instance reaches the research storescp,
+    de-identified, the compressed one still compressed."""
+    from tests.support.pixels import encode_as
+
+    study = write_study(tmp_path / "in", 4)
+    study.patient = "a"
+    compressed = pydicom.dcmread(sorted((tmp_path / "in").iterdir())[0])
+    encode_as(compressed, pydicom.uid.JPEG2000Lossless, tmp_path).save_as(
+        sorted((tmp_path / "in").iterdir())[0], enforce_file_format=True)
+    port = free_port()
+    with storescp(tmp_path / "research") as research_port, \
+            orthanc(tmp_path, "CLINICAL", {"gantry": ["GANTRY", "127.0.0.1", port]}, name="clinical") as (_, http):
+        for path in sorted((tmp_path / "in").iterdir()):
+            orthanc_post(http, "/instances", path.read_bytes())
+        (study_id,) = json.loads(orthanc_get(http, "/studies"))
+        config = node_config(tmp_path, port, destinations=[
+            {"name": "research", "ae_title": "RESEARCH", "host": "127.0.0.1", "port": research_port}])
+        with running_node(config, port):
+            job = json.loads(orthanc_post(http, "/modalities/gantry/store",
+                                          json.dumps({"Resources": [study_id], "Synchronous": True}).encode()))
+            assert job.get("FailedInstancesCount", 0) == 0 and job["InstancesCount"] == 4, job
+            files = wait_for(lambda: len(f := received_files(tmp_path / "research")) >= 4 and f,
+                             timeout=60, what="4 instances at storescp")
+        blobs = [p.read_bytes() for p in files]
+    datasets = [pydicom.dcmread(p) for p in files]
+    _check_received(datasets, [study])
+    assert_no_phi(blobs, "instances routed by Orthanc")
+    syntaxes = sorted(str(ds.file_meta.TransferSyntaxUID) for ds in datasets)
+    assert pydicom.uid.JPEG2000Lossless in syntaxes, "the compressed instance went through as received"
+    events = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
+    assert {e["calling_ae"] for e in events if e["event"] == "received"} == {"CLINICAL"}

@@ -231,12 +231,14 @@ def orthanc_available() -> bool:
 
 
 @contextmanager
-def orthanc(tmp: Path, ae_title: str = "ORTHANC") -> Iterator[tuple[int, int]]:
-    """Our own Orthanc on loopback: yields (dicom_port, http_port)."""
+def orthanc(tmp: Path, ae_title: str = "ORTHANC", modalities: dict[str, list] | None = None,
+            name: str = "orthanc") -> Iterator[tuple[int, int]]:
+    """Our own Orthanc on loopback: yields (dicom_port, http_port). `modalities` are the peers
+    it may send to ({"gantry": ["GANTRY", "127.0.0.1", port]})."""
     import json
 
     dicom_port, http_port = free_port(), free_port()
-    root = tmp / "orthanc"
+    root = tmp / name
     root.mkdir(parents=True, exist_ok=True)
     config = root / "orthanc.json"
     config.write_text(json.dumps({
@@ -244,6 +246,7 @@ def orthanc(tmp: Path, ae_title: str = "ORTHANC") -> Iterator[tuple[int, int]]:
         "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
         "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomServerEnabled": True,
         "HttpServerEnabled": True, "Plugins": [], "DicomCheckCalledAet": False,
+        "DicomModalities": modalities or {},
     }))
     log = open(root / "orthanc.log", "wb")  # noqa: SIM115 -- closed in finally
     proc = subprocess.Popen(["Orthanc", str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -254,6 +257,14 @@ def orthanc(tmp: Path, ae_title: str = "ORTHANC") -> Iterator[tuple[int, int]]:
     finally:
         stop(proc)
         log.close()
+
+
+def orthanc_post(http_port: int, path: str, body: bytes) -> bytes:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as r:
+        return r.read()
 
 
 def orthanc_get(http_port: int, path: str) -> bytes:
