@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pydicom
 
+from gantry_node.settings_files import load_keys
 from gantry_node.store import Store
 from tests.conftest import free_port
 from tests.support.node import (
     dcmtk_env,
     dicom_destination,
-    expected_clean_uids,
     node_config,
     received_files,
     running_node,
@@ -86,7 +86,6 @@ def test_bundled_real_files_through_the_node(tmp_path):
                     # one row per SOP Instance UID the data set carries
                     acknowledged[sop_uid] = source_identity
             store = Store(tmp_path / "data" / "gantry.db")
-
             missing = [uid for uid in acknowledged if store.known(uid) is None]
             assert not missing, f"acknowledged but not held: {missing}"
 
@@ -105,8 +104,8 @@ def test_bundled_real_files_through_the_node(tmp_path):
     assert counts.get("forwarded", 0) >= 40, f"over-quarantined: {counts}"
     for row in held:
         assert row.reason and not BARE_EXCEPTION.search(row.reason), row.reason
-    secret = tmp_path / "data" / "secret"
-    by_clean = {next(iter(expected_clean_uids(secret, [uid]))): values for uid, values in acknowledged.items()}
+    keys = load_keys(tmp_path / "data" / "secret")
+    by_clean = {keys.uid(uid): values for uid, values in acknowledged.items()}
     assert len(files) == counts["forwarded"]
     for path in files:
         blob = path.read_bytes()
