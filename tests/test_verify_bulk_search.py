@@ -1,6 +1,8 @@
 """leaked_values rules bulk scans out by shorter needles and the UIDs' common prefix; it must find
 exactly what the plain search (every needle lower-cased against every lower-cased bulk value)
-finds. The reference below is that plain search, as it was before the change."""
+finds. The reference below is that plain search: every byte form of every needle (each value in
+upper, lower and title case, in UTF-8 and Latin-1) against the header, then against each bulk
+value."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import random
 
 from gantry_node.deid import default_policy
 from gantry_node.deid.identity import Identity
+from gantry_node.deid.matching import byte_forms, python_encodings
 from gantry_node.deid.policy import Policy
 from gantry_node.deid.verify import _MIN_BULK_NEEDLE, _locate, _needle_pattern, leaked_values
 
@@ -28,13 +31,12 @@ def reference(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Pol
     bulk_texts = None
     found = []
     for what, value in needles:
-        needle = value.lower().encode("utf-8", "replace")
-        pattern = _needle_pattern(what, value)
-        hit = needle in header_text and pattern.search(header_text) is not None
+        forms = byte_forms(value, python_encodings(()))
+        hit = any(f in header_text and _needle_pattern(what, value, f).search(header_text) for f in forms)
         if not hit and len(value) >= _MIN_BULK_NEEDLE and (what != "birth date" or value.isdigit()):
             if bulk_texts is None:
                 bulk_texts = [encoded[s:e].lower() for s, e in ranges]
-            hit = any(needle in b and pattern.search(b) for b in bulk_texts)
+            hit = any(f in b and _needle_pattern(what, value, f).search(b) for f in forms for b in bulk_texts)
         if hit:
             found.append((what, value))
     return found

@@ -126,15 +126,14 @@ class _Walk:
         self.tables = profile.tables()
         self.options = policy.options
         self.sop_class = str(ds.get("SOPClassUID", ""))
-        self.identity = Identity.of(ds)
+        self.identity = Identity.of(ds, policy.not_identifying)
         self.dates = policy.date_handling
         self.offset = keys.date_offset(self.identity.patient_key, policy.date_shift_days)
         self.changes: list[Change] = []
         self.changed_top: set[int] = set()
         self._top: int | None = None
         self.original_patient_id = str(ds.get("PatientID", "") or "").strip()
-        # Identity values as lower-case bytes: a cheap first test of kept free text.
-        self.needles = [v.lower().encode("utf-8", "replace") for _, v in self.identity.needles()]
+        self.matcher = self.identity.leak_matcher
         overlay_rule = self.tables.by_repeating_element.get((0x6000, 0x3000))
         self.drop_overlays = overlay_rule is not None and overlay_rule.action(self.options)[0] == "X"
 
@@ -144,15 +143,25 @@ class _Walk:
         if self._top is not None:
             self.changed_top.add(self._top)
 
-    def holds_identity(self, element: DataElement | RawDataElement) -> bool:
-        """Whether a text value contains one of this patient's identity values (substring test;
-        clean_text then replaces whole-word matches only)."""
+    def holds_identity(self, element: DataElement) -> bool:
+        """Whether a decoded text value holds one of this patient's identity values (compared
+        as text: any case, any character set; clean_text then replaces the spans)."""
         value = element.value
-        if not value or not self.needles:
+        if not value or not self.matcher:
             return False
-        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-        data = data.lower()
-        return any(n in data for n in self.needles)
+        return self.matcher.holds("\\".join(str(v) for v in as_list(value)))
+
+    def raw_holds_identity(self, ds: Dataset, tag: int, raw: DataElement | RawDataElement) -> bool:
+        """holds_identity for an element that may not be decoded yet. Plain ASCII bytes (no ISO
+        2022 escape) are their own text, so they are tested without decoding; anything else is
+        decoded with the data set's character set first."""
+        if isinstance(raw, RawDataElement):
+            if not raw.value or not self.matcher:
+                return False
+            if raw.value.isascii() and b"\x1b" not in raw.value:
+                return self.matcher.maybe_in_ascii(raw.value)
+            return self.holds_identity(ds[tag])
+        return self.holds_identity(raw)
 
     # -- structure -----------------------------------------------------------------------
     def dataset(self, ds: Dataset, seq_path: tuple[str, ...], where: str, mode: str) -> Dataset:
@@ -239,7 +248,7 @@ class _Walk:
             if int(tag) in CODE_ATTRIBUTES:
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
             elif vr == "SQ" or vr in ("DA", "DT") or (
-                    vr in TEXT_VRS and (mode != "profile" or self.holds_identity(raw))):
+                    vr in TEXT_VRS and (mode != "profile" or self.raw_holds_identity(ds, tag, raw))):
                 self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)

@@ -4,10 +4,13 @@ look for it, and for things that look like PHI, in text the policy keeps."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pydicom.dataset import Dataset
+
+from gantry_node.deid.matching import Matcher, Needle, fold, significant
 
 # Attributes whose values identify the patient or the order directly.
 ID_KEYWORDS = (
@@ -45,10 +48,14 @@ class Identity:
     patient_key: str = field(default="", repr=False)
 
     @classmethod
-    def of(cls, ds: Dataset) -> Identity:
+    def of(cls, ds: Dataset, not_identifying: Iterable[str] = ()) -> Identity:
+        """The identity of `ds`. Words and phrases in `not_identifying` (a phantom's name,
+        "TEST") are not looked for: a name component equal to one of them, or a word equal to
+        one, is left out of the name parts; the whole name too when nothing else is left."""
         name = str(ds.get("PatientName", "") or "")
-        # a name part is a word: "0000" in a test patient's name is not something to look for
-        parts = tuple(sorted({p for p in re.split(r"[\^=\s,.]+", name) if len(p) >= 2 and re.search(r"[^\W\d_]", p)}))
+        parts = name_parts(name, not_identifying)
+        if not parts and not_identifying and name.strip():
+            name = ""  # every part is a phantom's word: the whole name identifies no one
         ids: set[str] = set()
         for kw in ID_KEYWORDS:
             value = ds.get(kw)
@@ -70,32 +77,44 @@ class Identity:
     def needles(self) -> list[tuple[str, str]]:
         """(what, value) pairs whose presence in output means the identity leaked."""
         out = [("patient name", self.name)] if len(self.name) >= 3 else []
-        out += [("patient name part", p) for p in self.name_parts if len(p) >= 3]
+        out += [("patient name part", p) for p in self.name_parts if significant(p)]
         out += [("patient or order id", i) for i in self.ids if len(i) >= 3]
         if len(self.birth_date) == 8:
             out += [("birth date", f) for f in date_forms(self.birth_date)]
         return out
 
-    def matches(self, text: str) -> Iterator[tuple[int, int, str]]:
-        """Spans of `text` that carry this identity: (start, end, reason)."""
-        for part in self.name_parts:
-            for m in re.finditer(rf"(?<![A-Za-z]){re.escape(part)}(?![A-Za-z])", text, re.IGNORECASE):
-                yield m.start(), m.end(), "patient name part"
-        for value in self.ids:
-            if len(value) >= 3:
-                for m in re.finditer(id_pattern(value), text, re.IGNORECASE):
-                    yield m.start(), m.end(), "patient or order id"
+    @cached_property
+    def leak_matcher(self) -> Matcher:
+        """Finds the needles (what verification looks for) in decoded text."""
+        return Matcher(Needle(what, value) for what, value in self.needles())
+
+    @cached_property
+    def clean_matcher(self) -> Matcher:
+        """Finds what the C action replaces: every name part, the IDs, the birth date."""
+        needles = [Needle("patient name part", p) for p in self.name_parts]
+        needles += [Needle("patient or order id", i) for i in self.ids if len(i) >= 3]
         if len(self.birth_date) == 8:
-            for form in date_forms(self.birth_date):
-                for m in re.finditer(re.escape(form), text):
-                    yield m.start(), m.end(), "birth date"
+            needles += [Needle("birth date", f) for f in date_forms(self.birth_date)]
+        return Matcher(needles)
+
+    def matches(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """Spans of `text` that carry this identity: (start, end, reason). Compared as text:
+        NFKC and case folded, so any case and any character set match."""
+        return self.clean_matcher.spans(text)
 
 
-def id_pattern(value: str) -> str:
-    """An all-digit ID matches only as a whole number (12345 is not in 2.25.9123456...); an ID
-    with letters is distinctive enough to match anywhere."""
-    body = re.escape(value)
-    return rf"(?<!\d){body}(?!\d)" if value.isdigit() else body
+def name_parts(name: str, not_identifying: Iterable[str] = ()) -> tuple[str, ...]:
+    """The words of a person name, every component group (alphabetic, ideographic, phonetic)
+    included. A part is a word with a letter: "0000" in a test patient's name is not something
+    to look for."""
+    ignored = {fold(w).strip() for w in not_identifying}
+    words: set[str] = set()
+    for component in re.split(r"[\^=]", name):
+        if fold(component).strip() in ignored:
+            continue
+        words.update(w for w in re.split(r"[\s,.]+", component)
+                     if len(w) >= 2 and re.search(r"[^\W\d_]", w) and fold(w) not in ignored)
+    return tuple(sorted(words))
 
 
 def date_forms(yyyymmdd: str) -> list[str]:

@@ -72,6 +72,8 @@ class Policy:
     date_shift_days: tuple[int, int] = DEFAULT_DATE_SHIFT
     overrides: Mapping[OverrideKey, Override] = field(default_factory=dict)
     pseudonymize_patient_name: bool = True
+    # Words and phrases that identify no one (a phantom's name, "TEST"): not looked for in text.
+    not_identifying: tuple[str, ...] = ()
 
     def with_options(self, *enable: str, disable: tuple[str, ...] = ()) -> Policy:
         opts = (set(self.options) | set(enable)) - set(disable)
@@ -151,7 +153,7 @@ def parse_override(key: str, spec: Any) -> Override:
     raise PolicyError(f"overrides.{key}: expected an action name or {{replace: VALUE}}, got {spec!r}")
 
 
-POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name")
+POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name", "not_identifying")
 
 
 def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") -> Policy:
@@ -193,7 +195,10 @@ def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") ->
     name_flag = doc.get("pseudonymize_patient_name", base.pseudonymize_patient_name)
     if not isinstance(name_flag, bool):
         raise PolicyError(f"{where}.pseudonymize_patient_name: expected true or false")
+    words = doc.get("not_identifying", [])
+    if not (isinstance(words, list | tuple) and all(isinstance(w, str) and w.strip() for w in words)):
+        raise PolicyError(f"{where}.not_identifying: expected a list of words or phrases, e.g. [TEST, PHANTOM]")
     try:
-        return validate(Policy(frozenset(options), shift, overrides, name_flag))
+        return validate(Policy(frozenset(options), shift, overrides, name_flag, tuple(w.strip() for w in words)))
     except PolicyError as exc:
         raise PolicyError(f"{where}.{exc}") from None

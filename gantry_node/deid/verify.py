@@ -5,7 +5,9 @@ Fails (returns findings) when:
   action is X, a private element that is not allowed, an overlay or curve group;
 - a UID the policy replaces is not a pseudonym (2.25 form), unless Retain UIDs is on;
 - the original name, name parts, IDs, birth date, or (without Retain UIDs) the original study,
-  series or instance UIDs occur anywhere in the encoded bytes;
+  series or instance UIDs occur anywhere in the encoded bytes (each value encoded in every
+  character set the instance declares, and UTF-8 and Latin-1), or in any decoded text value
+  (compared as text: NFKC, case folded; gantry_node.deid.matching);
 - Patient Identity Removed is not YES.
 
 The structural check uses the same rule tables and decisions as the engine (profile.py), but
@@ -24,9 +26,10 @@ from pydicom.dataset import Dataset
 from gantry_node.deid import profile
 from gantry_node.deid.encoding import encode_dataset
 from gantry_node.deid.identity import Identity
+from gantry_node.deid.matching import byte_forms, python_encodings
 from gantry_node.deid.policy import OverrideKey, Policy, public_overrides
 from gantry_node.deid.scan import Finding
-from gantry_node.deid.values import as_list
+from gantry_node.deid.values import TEXT_VRS, as_list
 
 # Bulk values (pixels, ciphertext) are searched only for long needles: a 3-byte ID matches
 # random pixel bytes by chance.
@@ -44,8 +47,52 @@ def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Non
     findings += _Checker(policy, str(ds.get("SOPClassUID", ""))).check(ds, (), "")
     if encoded is None:
         encoded = encode_dataset(ds)
-    findings += leaked_values(encoded, _bulk_values(ds), identity, policy)
-    return findings
+    charsets: set[str] = set()
+    decoded = decoded_leaks(ds, identity, charsets)
+    leaks = leaked_values(encoded, _bulk_values(ds), identity, policy, sorted(charsets))
+    seen = {f.value for f in leaks}
+    return findings + leaks + [f for f in decoded if f.value not in seen]
+
+
+def decoded_leaks(ds: Dataset, identity: Identity, charsets: set[str], where: str = "") -> list[Finding]:
+    """Identity values in decoded text, at any depth. Plain ASCII bytes are left to the byte
+    search (there the bytes are the text); anything else is decoded with the data set's
+    character set and compared as text. Collects the character sets declared on the way."""
+    found: list[Finding] = []
+    declared = ds._dict.get(0x00080005)
+    if declared is not None:
+        charsets.update(str(v) for v in as_list(ds[0x00080005].value) if v is not None)
+    matcher = identity.leak_matcher
+    for tag in sorted(ds._dict):
+        raw = ds._dict[tag]
+        vr = raw.VR
+        if vr == "SQ" or (vr is None and not isinstance(raw, RawDataElement)):
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                label = f"{where}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+                for i, item in enumerate(elem.value or []):
+                    found += decoded_leaks(item, identity, charsets, f"{label}[{i}].")
+            continue
+        if vr not in TEXT_VRS or not matcher:
+            continue
+        value = raw.value
+        if not value:
+            continue
+        if isinstance(value, bytes):
+            if value.isascii() and b"\x1b" not in value:
+                continue
+        elif all(str(v).isascii() for v in as_list(value)):
+            continue
+        try:
+            text = "\\".join(str(v) for v in as_list(ds[tag].value))
+        except Exception:  # noqa: BLE001 -- undecodable text is left to the byte search
+            continue
+        label = f"{where}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        for needle in matcher.found(text):
+            found.append(Finding(label, label[len(where):], ds[tag].keyword or "", vr,
+                                 f"original {needle.what} occurs in the output (decoded text)", "verify",
+                                 needle.value))
+    return found
 
 
 class _Checker:
@@ -164,15 +211,19 @@ def _bulk_values(ds: Dataset) -> list[bytes]:
     return [v for v in values if isinstance(v, bytes) and v]
 
 
-def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy) -> list[Finding]:
-    """Findings for identity values that occur in `encoded`. The header bytes are searched for
-    every value; the bulk values (pixels, ciphertext) only for values of six or more characters
-    (a short one would match there by chance), and for the birth date only as YYYYMMDD."""
+def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy,
+                  charsets: list[str] | tuple[str, ...] = ()) -> list[Finding]:
+    """Findings for identity values that occur in `encoded`, each value searched for in every
+    form `matching.byte_forms` gives for the declared `charsets` (and UTF-8 and Latin-1). The
+    header bytes are searched for every value; the bulk values (pixels, ciphertext) only for
+    values of six or more characters (a short one would match there by chance), and for the
+    birth date only as YYYYMMDD."""
     needles = identity.needles()
     if "retain_uids" not in policy.options:
         needles += [("original UID", u) for u in identity.uids]
     if not needles:
         return []
+    encodings = python_encodings(tuple(charsets))
     located = [(r, v) for r, v in ((_locate(encoded, v), v) for v in bulk) if r]
     ranges = sorted(r for r, _ in located)
     header, last = [], 0
@@ -181,17 +232,20 @@ def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy:
         last = max(last, end)
     header.append(encoded[last:])
     header_text = b"\x00".join(header).lower()  # NUL between pieces: no match spans a bulk value
-    lowered = [value.lower().encode("utf-8", "replace") for _, value in needles]
-    header_hits = [needle in header_text and _needle_pattern(what, value).search(header_text) is not None
-                   for (what, value), needle in zip(needles, lowered, strict=True)]
+    forms = [sorted(byte_forms(value, encodings)) for _, value in needles]
+    header_hits = [any(f in header_text and _needle_pattern(what, value, f).search(header_text) is not None
+                       for f in fs)
+                   for (what, value), fs in zip(needles, forms, strict=True)]
     # encoded[start:end] is the bulk value itself (that is how it was located): lower it in place
     bulk = _BulkSearch([v.lower() for _, v in located])
     wanted = [i for i, (what, value) in enumerate(needles) if not header_hits[i] and len(value) >= _MIN_BULK_NEEDLE
               and (what != "birth date" or value.isdigit())]
-    bulk.rule_out([lowered[i] for i in wanted], [lowered[i] for i in wanted if needles[i][0] == "original UID"])
+    bulk.rule_out([f for i in wanted for f in forms[i]],
+                  [f for i in wanted if needles[i][0] == "original UID" for f in forms[i]])
     found: list[Finding] = []
     for i, (what, value) in enumerate(needles):
-        hit = header_hits[i] or (i in wanted and bulk.holds(lowered[i], lambda w=what, v=value: _needle_pattern(w, v)))
+        hit = header_hits[i] or (i in wanted and any(
+            bulk.holds(f, lambda w=what, v=value, f=f: _needle_pattern(w, v, f)) for f in forms[i]))
         if hit:
             found.append(Finding("(encoded bytes)", "", "", "", f"original {what} occurs in the output",
                                  "verify", value))
@@ -252,10 +306,14 @@ def _tail_or_find(encoded: bytes, value: bytes) -> int:
     return encoded.rfind(value)
 
 
-def _needle_pattern(what: str, value: str) -> re.Pattern[bytes]:
+def _needle_pattern(what: str, value: str, form: bytes | None = None) -> re.Pattern[bytes]:
     """Names match as whole words ("Pre" is not in "PREDECESSOR"), dates and all-digit IDs as
-    whole numbers, UIDs as whole UIDs, IDs with letters anywhere."""
-    body = re.escape(value.lower().encode("utf-8", "replace"))
+    whole numbers, UIDs as whole UIDs, IDs with letters anywhere. `form` is the (lower-cased)
+    encoded form searched for; the word edges are tested only where both it and the value are
+    ASCII (in a multi-byte encoding a neighbouring byte says nothing of a word edge)."""
+    body = re.escape(form if form is not None else value.lower().encode("utf-8", "replace"))
+    if what.startswith("patient name") and not (value.isascii() and (form is None or form.isascii())):
+        return re.compile(body)
     if what.startswith("patient name"):
         return re.compile(rb"(?<![a-z])" + body + rb"(?![a-z])")
     if what == "birth date":

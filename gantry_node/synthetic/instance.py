@@ -68,6 +68,12 @@ class InstanceBuilder:
         """A safe private element (GEMS_ACQU_01 (0019,xx23) DS) and unsafe ones (the name in a LO)."""
         return self._plant(phi.private_tags)
 
+    def with_free_text(self, text: str) -> InstanceBuilder:
+        """`text` in free text the profile keeps: a top-level UT that Table E.1-1 does not list,
+        a UT two sequences down (Private Data Element Characteristics > Definition), and the
+        LO of a safe private element (kept with Retain Safe Private)."""
+        return self._plant(phi.free_text, text)
+
     def with_overlay(self, label: str | None = None) -> InstanceBuilder:
         return self._plant(phi.overlay, label)
 
@@ -113,7 +119,7 @@ class InstanceBuilder:
 
     def _common(self, ds: Dataset) -> None:
         study, series = self.study, self.series
-        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SpecificCharacterSet = study.character_set
         ds.InstanceCreationDate = study.date
         ds.InstanceCreationTime = study.time
         ds.SOPInstanceUID = self.sop_instance_uid

@@ -89,6 +89,29 @@ def private_tags(ds: Dataset, builder) -> None:
     unsafe.add_new(0x12, "DA", builder.study.birth_date or "19700101")
 
 
+FREE_TEXT_PLACES = ("StrainAdditionalInformation",
+                    "PrivateDataElementCharacteristicsSequence[0].PrivateDataElementDefinitionSequence[0]"
+                    ".PrivateDataElementDescription",
+                    f"(0019,xx9E) {SAFE_PRIVATE_CREATOR}")
+
+
+def free_text(ds: Dataset, builder, text: str) -> None:
+    ds.StrainAdditionalInformation = text  # (0010,0218) UT, not in Table E.1-1
+    definition = Dataset()
+    definition.PrivateDataElement = 0x0010
+    definition.PrivateDataElementValueMultiplicity = 1
+    definition.PrivateDataElementValueRepresentation = "LO"
+    definition.PrivateDataElementName = "Note"
+    definition.PrivateDataElementDescription = text
+    characteristics = Dataset()
+    characteristics.PrivateGroupReference = 0x0029
+    characteristics.PrivateCreatorReference = UNSAFE_PRIVATE_CREATOR
+    characteristics.PrivateDataElementDefinitionSequence = Sequence([definition])
+    ds.PrivateDataElementCharacteristicsSequence = Sequence([characteristics])
+    block = ds.private_block(0x0019, SAFE_PRIVATE_CREATOR, create=True)
+    block.add_new(0x9E, "LO", text[:64])  # Internal Pulse Sequence Name: in the safe list
+
+
 def overlay(ds: Dataset, builder, label: str | None) -> None:
     rows, columns = int(ds.Rows), int(ds.Columns)
     mask = np.zeros((rows, columns), dtype=np.uint8)

@@ -25,6 +25,7 @@ class Study:
         self.description = ""
         self.referring_physician = ""
         self.study_id = "1"
+        self.character_set: str | list[str] = "ISO_IR 100"
         self._series_count = 0
 
     @classmethod
@@ -42,6 +43,12 @@ class Study:
 
     def described(self, text: str) -> Study:
         self.description = text
+        return self
+
+    def in_character_set(self, term: str | list[str]) -> Study:
+        """The Specific Character Set (0008,0005) of every instance: one defined term, or
+        several for ISO 2022 code extensions (e.g. ["ISO 2022 IR 6", "ISO 2022 IR 87"])."""
+        self.character_set = term
         return self
 
     def referred_by(self, physician: str) -> Study:
