@@ -6,6 +6,8 @@
 1. baseline: dcmtk storescu -> dcmtk storescp, the same corpus (instances/s);
 2. node: storescu -> gantry-node -> storescp: ingest (acknowledged/s, when storescu finishes)
    and end-to-end (arrived at storescp/s), peak RSS of the node and its worker processes;
+   and the CPU each process role spent per instance (/proc counters), against the budget of the
+   throughput issue (receiver 4 ms, workers 4 ms, main process: forwarder 4 + bookkeeping 1 ms);
 3. Nagle: end-to-end on a smaller corpus with node.tcp_nodelay false vs true;
 4. optionally, peak RSS with --waiting N instances held (research PACS down).
 
@@ -156,10 +158,12 @@ def wait_count(folder: Path, n: int, timeout: float) -> float:
 class RssSampler(threading.Thread):
     """Peak resident set size of a process and its children (receiver, workers), sampled."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, peers: tuple[int, ...] = ()):
         super().__init__(daemon=True)
         self.pid, self.peak, self.peak_main, self.running = pid, 0, 0, True
+        self.peers = peers  # other processes whose CPU is reported (the destination storescp)
         self.peak_by_role: dict[str, int] = {}
+        self.cpu: dict[int, tuple[str, int]] = {}  # pid -> (role, utime + stime in clock ticks)
 
     def tree(self) -> list[int]:
         pids, todo = [self.pid], [self.pid]
@@ -192,8 +196,32 @@ class RssSampler(threading.Thread):
             return "other"
         return "receiver" if comm == "gantry-receiver" else "worker/helper"
 
+    @staticmethod
+    def ticks(pid: int) -> int | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+    def sample_cpu(self) -> None:
+        for pid in [*self.tree(), *self.peers]:
+            ticks = self.ticks(pid)
+            if ticks is not None:
+                self.cpu[pid] = ("storescp" if pid in self.peers else self.role(pid), ticks)
+
+    def cpu_ms(self, n: int) -> dict[str, float]:
+        """CPU milliseconds per instance by role (workers added up)."""
+        self.sample_cpu()
+        per_role: dict[str, float] = {}
+        tick = 1000 / os.sysconf("SC_CLK_TCK")
+        for role, ticks in self.cpu.values():
+            per_role[role] = per_role.get(role, 0) + ticks * tick / n
+        return per_role
+
     def run(self) -> None:
         while self.running:
+            self.sample_cpu()
             sizes = {p: self.rss(p) for p in self.tree()}
             self.peak = max(self.peak, sum(sizes.values()))
             self.peak_main = max(self.peak_main, sizes.get(self.pid, 0))
@@ -243,19 +271,41 @@ def run_node(work: Path, corpus: Path, n: int, check: float, workers: int, nodel
     dest = Storescp(out, free_port())
     port = free_port()
     node = start_node(work, port, dest.port, workers, nodelay)
-    sampler = RssSampler(node.pid)
+    sampler = RssSampler(node.pid, (dest.proc.pid,))
+    sampler.sample_cpu()
+    start_cpu = dict(sampler.cpu)  # what start-up cost, taken off below
     sampler.start()
     try:
         t0 = time.perf_counter()
         sent = storescu(port, corpus, "GANTRY")
         arrived = wait_count(out, n, timeout=max(600, n))
+        cpu = sampler.cpu_ms(n)
+        for role, ticks in start_cpu.values():
+            cpu[role] -= ticks * 1000 / os.sysconf("SC_CLK_TCK") / n
     finally:
         sampler.running = False
         stop_node(node)
         dest.stop()
     net = max(sent - check, 1e-6)
     return {"ingest": n / net, "e2e": n / (arrived - t0 - check), "rss": sampler.peak, "rss_main": sampler.peak_main,
-            "roles": sampler.roles()}
+            "roles": sampler.roles(), "cpu": cpu}
+
+
+# CPU per instance each role may spend (ms) for the targets on two cores (the throughput issue)
+BUDGET_MS = {"receiver": 4.0, "worker/helper": 4.0, "main": 5.0}
+
+
+def cpu_table(cpu: dict[str, float]) -> str:
+    lines = ["CPU per instance by process role (ms; budget in brackets):"]
+    for role in ("receiver", "worker/helper", "main", "storescp"):
+        if role in cpu:
+            budget = BUDGET_MS.get(role)
+            mark = "" if budget is None else f" [{budget:.0f}] {'within' if cpu[role] <= budget else 'OVER'}"
+            lines.append(f"  {role:14s} {cpu[role]:6.2f}{mark}")
+    node_total = sum(v for r, v in cpu.items() if r != "storescp")
+    lines.append(f"  {'node in all':14s} {node_total:6.2f} [13]  -> at most {2000 / node_total:.0f}/s on two cores "
+                 "if nothing else ran")
+    return "\n".join(lines)
 
 
 def run_waiting(work: Path, n: int, workers: int) -> dict:
@@ -328,6 +378,7 @@ def main() -> int:
         print(f"node end-to-end (at storescp):      {node['e2e']:8.1f} instances/s  "
               f"ratio to baseline {node['e2e'] / baseline:.2f}")
         print(f"node peak RSS: {node['rss'] / mb:.0f} MB in all (peak per process: {node['roles']})")
+        print(cpu_table(node["cpu"]))
 
         if args.nagle_n:
             small = work / "nagle-corpus"
