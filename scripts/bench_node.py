@@ -9,7 +9,10 @@
    and the CPU each process role spent per instance (/proc counters), against the budget of the
    throughput issue (receiver 4 ms, workers 4 ms, main process: forwarder 4 + bookkeeping 1 ms);
 3. Nagle: end-to-end on a smaller corpus with node.tcp_nodelay false vs true;
-4. optionally, peak RSS with --waiting N instances held (research PACS down).
+4. optionally, peak RSS with --waiting N instances held (research PACS down);
+5. --peers: Orthanc (Debian's package) as a Lua router over the same corpus, to the same kind of
+   storescp: each stored instance anonymized (Orthanc's /anonymize, its basic profile), the
+   result stored, sent with C-STORE and both copies deleted; gantry-node's ratio to it.
 
 --senders K sends with K storescu processes at once (K associations, as a PACS routing rule
 with several associations does), for the baseline and the node alike.
@@ -336,6 +339,56 @@ def run_waiting(work: Path, n: int, workers: int) -> dict:
     return {"rss": sampler.peak, "rss_main": sampler.peak_main, "roles": sampler.roles()}
 
 
+ORTHANC_ROUTER = """
+function OnStoredInstance(instanceId, tags, metadata, origin)
+   if origin['RequestOrigin'] ~= 'Lua' then
+      local anonymized = RestApiPost('/instances/' .. instanceId .. '/anonymize', '{}')
+      local stored = ParseJson(RestApiPost('/instances', anonymized))
+      RestApiPost('/modalities/research/store', stored['ID'])
+      RestApiDelete('/instances/' .. stored['ID'])
+      RestApiDelete('/instances/' .. instanceId)
+   end
+end
+"""
+
+
+def run_orthanc(work: Path, corpus: Path, n: int, check: float) -> dict:
+    """Orthanc as an anonymizing router: ingest and end-to-end rates, like run_node."""
+    import json
+
+    if shutil.which("Orthanc") is None:
+        raise SystemExit("--peers needs Orthanc (apt-get install orthanc)")
+    root = work / "orthanc"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir()
+    out = work / "orthanc-out"
+    dest = Storescp(out, free_port())
+    dicom_port, http_port = free_port(), free_port()
+    (root / "router.lua").write_text(ORTHANC_ROUTER)
+    config = root / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "router", "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port,
+        "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomCheckCalledAet": False,
+        "Plugins": [], "LuaScripts": [str(root / "router.lua")],
+        "DicomModalities": {"research": ["RESEARCH", "127.0.0.1", dest.port]},
+    }))
+    proc = subprocess.Popen(["Orthanc", str(config)], stdout=open(root / "orthanc.log", "wb"),  # noqa: SIM115
+                            stderr=subprocess.STDOUT, env=env())
+    try:
+        wait_port(dicom_port)
+        t0 = time.perf_counter()
+        sent = storescu(dicom_port, corpus, "ORTHANC")
+        arrived = wait_count(out, n, timeout=max(900, 3 * n))
+    finally:
+        proc.terminate()
+        proc.wait()
+        dest.stop()
+    shutil.rmtree(out, ignore_errors=True)
+    return {"ingest": n / max(sent - check, 1e-6), "e2e": n / (arrived - t0 - check)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=2000, help="instances in the corpus (2000)")
@@ -345,6 +398,7 @@ def main() -> int:
     ap.add_argument("--waiting", type=int, default=0, help="also measure RSS with this many instances waiting")
     ap.add_argument("--senders", type=int, default=1,
                     help="storescu processes sending at once, one association each (1), for baseline and node")
+    ap.add_argument("--peers", action="store_true", help="also run Orthanc as an anonymizing Lua router")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     global SENDERS
@@ -380,6 +434,12 @@ def main() -> int:
         print(f"node peak RSS: {node['rss'] / mb:.0f} MB in all (peak per process: {node['roles']})")
         print(cpu_table(node["cpu"]))
 
+        if args.peers:
+            peer = run_orthanc(work, corpus, args.n, check)
+            print(f"Orthanc Lua router ingest:          {peer['ingest']:8.1f} instances/s  "
+                  f"gantry-node x{node['ingest'] / peer['ingest']:.2f}")
+            print(f"Orthanc Lua router end-to-end:      {peer['e2e']:8.1f} instances/s  "
+                  f"gantry-node x{node['e2e'] / peer['e2e']:.2f}")
         if args.nagle_n:
             small = work / "nagle-corpus"
             small.mkdir()
