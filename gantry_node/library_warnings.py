@@ -24,7 +24,9 @@ No structlog, SQLite or files written here: the pure core may use it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -105,11 +107,12 @@ class _Recorder(logging.Filter):
 
 
 def _library_dirs() -> tuple[str, ...]:
-    dirs = [str(Path(pydicom.__file__).parent)]
-    with contextlib.suppress(ImportError):
-        import pynetdicom
-
-        dirs.append(str(Path(pynetdicom.__file__).parent))
+    """Where pydicom and pynetdicom live (found, not imported: the pure core has no pynetdicom)."""
+    dirs = []
+    for name in LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.append(str(Path(spec.origin).parent) + os.sep)
     return tuple(dirs)
 
 
