@@ -24,6 +24,7 @@ No structlog, SQLite or files written here: the pure core may use it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -106,6 +107,7 @@ class _Recorder(logging.Filter):
         return False
 
 
+@functools.cache
 def _library_dirs() -> tuple[str, ...]:
     """Where pydicom and pynetdicom live (found, not imported: the pure core has no pynetdicom)."""
     dirs = []
