@@ -188,10 +188,8 @@ def _walk(ds: Dataset, where: str, found: list[tuple[Problem, str]], dirs) -> No
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with contextlib.suppress(Exception):  # an undecodable value is the strict read's to report
-                if isinstance(raw, RawDataElement):
-                    elem = ds[tag]
-                else:  # decoded while the file was read (file meta): validate its value again
-                    elem = ds[tag]
+                elem = ds[tag]
+                if not isinstance(raw, RawDataElement):  # decoded while the file was read (file meta)
                     _revalidate(elem.VR, elem.value)
         for w in caught:
             if _from_library(w, dirs):
