@@ -27,6 +27,7 @@ FIELDS = frozenset({
     "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",
     "peer", "destination", "status", "reason", "stage", "attempts", "count", "ae_title", "port", "bind",
     "state", "retry_in", "withheld", "secret_created", "outcome", "changes", "decompressed_from",
+    "problems",  # library_warnings.Problem as text: tag, keyword and kind, never the value
 })
 
 

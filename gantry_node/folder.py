@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gantry_node.dicomio import BadInput, clean_path, read_instance, write_atomic
+from gantry_node.library_warnings import Problem, instance_problems
 from gantry_node.pipeline import Clean, Engine, Quarantine, process
 
 SKIP_NAMES = {"DICOMDIR"}
@@ -21,6 +22,8 @@ class FileOutcome:
     detail: str = ""  # the problem, for anything not written (no PHI values)
     output: Path | None = None
     sop_instance_uid: str = ""  # the pseudonymous one, for written files
+    # what pydicom warned about while reading and de-identifying it, by tag (no values)
+    problems: tuple[Problem, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -38,6 +41,11 @@ class FolderReport:
     def failed(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.failed]
 
+    def problem_lines(self) -> list[str]:
+        """One line per library problem: "FILE: (0008,0018) SOPInstanceUID: invalid value for
+        VR UI (value withheld)". Tags and kinds only, never the value."""
+        return [f"{o.source}: {p}" for o in self.outcomes for p in o.problems]
+
     def summary(self) -> str:
         lines = []
         for o in self.outcomes:
@@ -54,6 +62,10 @@ class FolderReport:
             f"{self.count('quarantined')} held back, {self.count('corrupt')} unreadable, "
             f"{self.count('not-dicom')} not DICOM, {self.count('duplicate')} duplicates"
         )
+        with_problems = [o for o in self.outcomes if o.problems]
+        if with_problems:
+            lines.append(f"{sum(len(o.problems) for o in with_problems)} problems with values in {len(with_problems)} "
+                         "files, listed by file and tag (values withheld)")
         return "\n".join(lines)
 
 
@@ -70,7 +82,16 @@ def process_file(
     path: Path, engine: Engine, out_dir: Path, written: dict[Path, Path] | None = None, durable: bool = False
 ) -> tuple[FileOutcome, Clean | None]:
     """De-identify one file into out_dir. `written` maps outputs of this run to their sources,
-    so a second file with the same SOP Instance UID is reported rather than overwriting."""
+    so a second file with the same SOP Instance UID is reported rather than overwriting. What
+    pydicom warns about meanwhile is in the outcome's `problems`, and shown nowhere."""
+    with instance_problems(path) as problems:
+        outcome, clean = _process_file(path, engine, out_dir, written, durable)
+    return replace(outcome, problems=tuple(problems)), clean
+
+
+def _process_file(
+    path: Path, engine: Engine, out_dir: Path, written: dict[Path, Path] | None, durable: bool
+) -> tuple[FileOutcome, Clean | None]:
     try:
         ds = read_instance(path)
     except BadInput as exc:

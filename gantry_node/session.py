@@ -18,10 +18,11 @@ Everything runs through `gantry_node.pipeline.process`, the same engine as the n
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from gantry_node.deid import (
 from gantry_node.deid.markers import method_codes
 from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.folder import FileOutcome, iter_files, process_file
+from gantry_node.library_warnings import Problem, instance_problems
 from gantry_node.pipeline import Engine
 from gantry_node.seal import SealingConfig, load_certificate, load_private_key, parse_sealing_section, recover
 from gantry_node.settings_files import load_keys, load_policy
@@ -71,6 +73,7 @@ class Instance:
     identity: Identity | None = field(default=None, repr=False)
     changes: Counter = field(default_factory=Counter)
     verify_findings: list[Finding] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # pydicom's warnings, by tag (no values)
 
 
 @dataclass
@@ -141,10 +144,11 @@ class Session:
         for path in iter_files(Path(source)):
             inst = Instance(path)
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-                if not ds.get("SOPInstanceUID"):
-                    raise BadInput(path, "SOPInstanceUID is missing: not a composite instance")
-                inst.header = {k: _plain(ds.get(k)) for k in CATALOGUE}
+                with self._reading(inst, path):
+                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                    if not ds.get("SOPInstanceUID"):
+                        raise BadInput(path, "SOPInstanceUID is missing: not a composite instance")
+                    inst.header = {k: _plain(ds.get(k)) for k in CATALOGUE}
             except Exception as exc:  # noqa: BLE001 -- a file we cannot read is reported, not fatal
                 inst.problem = str(exc) if isinstance(exc, BadInput) else f"{path}: not readable as DICOM"
             self.instances.append(inst)
@@ -169,13 +173,20 @@ class Session:
     def unreadable(self) -> list[Instance]:
         return [i for i in self.instances if i.problem]
 
+    @property
+    def problems(self) -> dict[Path, list[Problem]]:
+        """What pydicom warned about in each file (an invalid UID, a text too long for its VR),
+        by tag and kind; the values are never kept or shown."""
+        return {i.source: list(i.problems) for i in self.instances if i.problems}
+
     # -- audit -----------------------------------------------------------------------------
     def audit(self) -> dict[Path, list[Finding]]:
         """What the policy will change in each instance, and identifying text it would keep."""
         out = {}
         for inst in self._readable():
             try:
-                out[inst.source] = scan(read_instance(inst.source), self.policy, self.keys)
+                with self._reading(inst, inst.source):
+                    out[inst.source] = scan(read_instance(inst.source), self.policy, self.keys)
             except BadInput as exc:
                 inst.problem = str(exc)
         return out
@@ -231,6 +242,7 @@ class Session:
         for inst in self._readable():
             outcome, clean = process_file(inst.source, engine, self.staging, written)
             inst.outcome = outcome
+            _merge(inst, outcome.problems)
             if outcome.status in ("corrupt", "not-dicom"):
                 inst.problem = outcome.detail
             if clean is not None:
@@ -242,7 +254,8 @@ class Session:
         """Re-read and verify every staged instance; any that fails is withdrawn from staging."""
         failures = {}
         for inst in self._written():
-            ds = read_instance(inst.outcome.output)
+            with self._reading(inst, inst.outcome.output):
+                ds = read_instance(inst.outcome.output)
             inst.verify_findings = verify(ds, self.policy, inst.identity)
             if inst.verify_findings:
                 inst.outcome.output.unlink(missing_ok=True)
@@ -285,8 +298,11 @@ class Session:
             raise ValueError("preserve_identities needs a recipient certificate: call "
                              "enable_reversible_anonymization(cert_path) first")
         items = [f for fs in findings.values() for f in fs] if isinstance(findings, Mapping) else list(findings or [])
-        unsealed = [i.source for i in self._written()
-                    if "EncryptedAttributesSequence" not in pydicom.dcmread(i.outcome.output, stop_before_pixels=True)]
+        unsealed = []
+        for i in self._written():
+            with self._reading(i, i.outcome.output):
+                if "EncryptedAttributesSequence" not in pydicom.dcmread(i.outcome.output, stop_before_pixels=True):
+                    unsealed.append(i.source)
         return IdentityBackup(
             recipients=[c.subject.rfc4514_string() for c in self.sealing.recipients],
             algorithm=self.sealing.algorithm,
@@ -314,8 +330,9 @@ class Session:
 
         rows = []
         for inst in self._written():
-            ds = pydicom.dcmread(inst.outcome.output, stop_before_pixels=True)
-            rows.append({k: _plain(ds.get(k)) for k in COHORT} | {"path": str(inst.outcome.output)})
+            with self._reading(inst, inst.outcome.output):
+                ds = pydicom.dcmread(inst.outcome.output, stop_before_pixels=True)
+                rows.append({k: _plain(ds.get(k)) for k in COHORT} | {"path": str(inst.outcome.output)})
         return pd.DataFrame(rows, columns=[*COHORT, "path"])
 
     def export_parquet(self, path: str | Path) -> Path:
@@ -332,6 +349,7 @@ class Session:
             actions.update(i.changes)
         held = Counter(i.outcome.detail.split(":")[0] for i in self.instances
                        if i.outcome and i.outcome.status == "quarantined")
+        problems = Counter(str(p) for i in self.instances for p in i.problems)
         lines = [
             "# De-identification compliance report",
             "",
@@ -361,6 +379,11 @@ class Session:
             "",
             *([f"- {reason}: {n}" for reason, n in sorted(held.items())] or ["- none"]),
             "",
+            "## Invalid values pydicom reported (by tag; values withheld)",
+            "",
+            *([f"- {problem}: {n} file{'s' if n != 1 else ''}" for problem, n in sorted(problems.items())]
+              or ["- none"]),
+            "",
             "## Verification",
             "",
             f"- Instances verified clean: {len(self._written())}",
@@ -384,11 +407,24 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _reading(self, inst: Instance, path: Path) -> Iterator[None]:
+        """pydicom's warnings while `path` is read become `inst.problems`, never output."""
+        try:
+            with instance_problems(path) as problems:
+                yield
+        finally:
+            _merge(inst, problems)
+
     def _readable(self) -> list[Instance]:
         return [i for i in self.instances if not i.problem]
 
     def _written(self) -> list[Instance]:
         return [i for i in self.instances if i.outcome and i.outcome.status == "written"]
+
+
+def _merge(inst: Instance, problems) -> None:
+    inst.problems.extend(p for p in problems if p not in inst.problems)
 
 
 def _plain(value):

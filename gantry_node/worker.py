@@ -38,6 +38,7 @@ class Outcome:
     reason: str = ""
     stage: str = ""
     changes: int = 0
+    problems: tuple[str, ...] = ()  # pydicom's warnings, by tag and kind (no values), for the audit
 
     @property
     def clean(self) -> bool:
@@ -103,7 +104,18 @@ def write_outbox(data: bytes, path: Path) -> None:
 
 
 def process_file(instance_id: int, raw_path: str, outbox: str, destinations: tuple[str, ...]) -> Outcome:
-    """In a worker process: raw file in, clean file(s) out. Never raises."""
+    """In a worker process: raw file in, clean file(s) out. Never raises. What pydicom warns
+    about meanwhile goes into the outcome (and the audit event) by tag, without values."""
+    from dataclasses import replace
+
+    from gantry_node.library_warnings import instance_problems
+
+    with instance_problems(raw_path) as problems:
+        outcome = _process_file(instance_id, raw_path, outbox, destinations)
+    return replace(outcome, problems=tuple(str(p) for p in problems)) if problems else outcome
+
+
+def _process_file(instance_id: int, raw_path: str, outbox: str, destinations: tuple[str, ...]) -> Outcome:
     from gantry_node.dicomio import BadInput, clean_path, read_instance
     from gantry_node.pipeline import Quarantine, process
 
@@ -233,20 +245,27 @@ class Dispatcher(threading.Thread):
             if outcome.clean:
                 clean.append(outcome)
             else:
-                self._quarantine(row.id, outcome.reason, outcome.stage)
+                self._quarantine(row.id, outcome.reason, outcome.stage, outcome.problems)
         if clean:
             self.store.mark_clean_many([(o.instance_id, list(o.copies)) for o in clean])
             for o in clean:
                 first = o.copies[0]
                 self.audit.event("deidentified", instance=o.instance_id, sop_uid=first.clean_uid,
-                                 study_uid=first.study_uid, series_uid=first.series_uid, changes=o.changes)
+                                 study_uid=first.study_uid, series_uid=first.series_uid, changes=o.changes,
+                                 **_problems(o.problems))
             self.on_clean()
 
-    def _quarantine(self, instance_id: int, reason: str, stage: str) -> None:
+    def _quarantine(self, instance_id: int, reason: str, stage: str, problems: tuple[str, ...] = ()) -> None:
         self.store.mark_quarantined(instance_id, reason, stage)
-        self.audit.event("quarantined", level="warning", instance=instance_id, reason=reason, stage=stage)
+        self.audit.event("quarantined", level="warning", instance=instance_id, reason=reason, stage=stage,
+                         **_problems(problems))
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.results.put(None)
         self.recorder.join(timeout=10)
+
+
+def _problems(problems: tuple[str, ...]) -> dict[str, list[str]]:
+    """The audit field for pydicom's warnings about an instance: absent when there were none."""
+    return {"problems": list(problems)} if problems else {}

@@ -7,10 +7,12 @@ import argparse
 from pathlib import Path
 
 from gantry_node.cli import CommandError
+from gantry_node.cli.deid_cmd import print_problems
 from gantry_node.cli.policy_args import add_policy_and_secret, policy_and_keys
 from gantry_node.deid import findings_dataframe, findings_table, scan
 from gantry_node.dicomio import BadInput, read_instance
 from gantry_node.folder import iter_files
+from gantry_node.library_warnings import instance_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show what the policy would change (dry run)",
         description="For each DICOM file under PATH, list every attribute the policy would change "
         "(path, tag, VR, reason, action) and kept free text that holds the patient's identity or "
-        "looks like PHI. Values are not shown unless --reveal is given. Nothing is written.",
+        "looks like PHI. Values are not shown unless --reveal is given. Invalid values are listed "
+        "on stderr by file and tag, never with the value (not even with --reveal). Nothing is written.",
     )
     p.add_argument("path", type=Path, metavar="PATH", help="a file or a folder")
     add_policy_and_secret(p)
@@ -34,10 +37,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.path} does not exist")
     frames = []
     for path in iter_files(args.path):
-        try:
-            findings = scan(read_instance(path), policy, keys)
-        except BadInput as exc:
-            print(f"== {path}: skipped: {exc.problem}\n")
+        with instance_problems(path) as problems:
+            try:
+                findings = scan(read_instance(path), policy, keys)
+            except BadInput as exc:
+                findings = None
+                print(f"== {path}: skipped: {exc.problem}\n")
+        print_problems([f"{path}: {p}" for p in problems])
+        if findings is None:
             continue
         print(f"== {path}: {len(findings)} findings")
         print(findings_table(findings, reveal=args.reveal) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gantry_node.cli import CommandError
@@ -17,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="de-identify a folder of DICOM files offline",
         description="De-identify every DICOM file under IN_DIR into OUT_DIR (laid out as "
         "STUDY/SERIES/INSTANCE.dcm by pseudonymous UIDs). Non-DICOM and unreadable files are "
-        "reported and skipped; an instance that fails verification is not written. Exit status "
-        "1 if any instance failed.",
+        "reported and skipped; an instance that fails verification is not written. Invalid values "
+        "(a malformed UID, a text too long for its VR) are listed on stderr by file and tag, "
+        "never with the value. Exit status 1 if any instance failed.",
     )
     p.add_argument("in_dir", type=Path, metavar="IN_DIR")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
@@ -80,4 +82,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary())
+    print_problems(report.problem_lines())
     return 1 if report.failed else 0
+
+
+def print_problems(lines: list[str]) -> None:
+    """pydicom's complaints about input values, by file and tag, on stderr; never the value."""
+    for line in lines:
+        print(line, file=sys.stderr)
