@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -272,12 +273,19 @@ def _decode_all(items) -> None:
 
 
 def _decode_what_decodes(items) -> None:
-    """Decode every element that pydicom can decode; leave the others raw (their sealed bytes)."""
+    """Decode every element that pydicom can decode. One sealed as UN that pydicom would decode
+    with its dictionary's VR (a Siemens private element of 2 bytes that pydicom's private
+    dictionary says is FD) stays UN, its bytes as sealed; any other stays raw."""
     for item in items:
         for tag in list(item.keys()):  # noqa: SIM118 -- iterating a Dataset decodes, raising
             try:
                 elem = item[tag]
-            except Exception:  # noqa: BLE001 -- stays a RawDataElement, written back as it is
+            except Exception:  # noqa: BLE001 -- kept as its sealed bytes
+                raw = item.get_item(tag)
+                if isinstance(raw, RawDataElement) and raw.VR == "UN":
+                    elem = DataElement(tag, "UN", raw.value)
+                    elem.VR = "UN"  # not the dictionary's VR, which the bytes do not fit
+                    item[tag] = elem
                 continue
             if elem.VR == "SQ":
                 _decode_what_decodes(elem.value or [])
