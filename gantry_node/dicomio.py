@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
@@ -42,8 +42,9 @@ def read_instance(path: str | Path, force_meta: bool = False) -> Dataset:
             ds = pydicom.dcmread(path, force=force_meta)
         except InvalidDicomError:
             raise BadInput(path, "not a DICOM file (no DICM prefix or file meta)", "not-dicom") from None
-        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
-            raise BadInput(path, f"cannot parse: {type(exc).__name__}") from None
+        except Exception as exc:  # noqa: BLE001 -- any parse failure is bad input; its text may quote data
+            where = _last_tag_read(path, force_meta)
+            raise BadInput(path, f"{where}cannot parse: {type(exc).__name__}") from None
         check_dataset(ds, path)
     for w in caught:
         text = str(w.message)
@@ -54,8 +55,12 @@ def read_instance(path: str | Path, force_meta: bool = False) -> Dataset:
 
 def check_dataset(ds: Dataset, source: str | Path = "<dataset>") -> None:
     """Decode every element and check the essentials; BadInput names the offending tag."""
-    for kw in ("SOPClassUID", "SOPInstanceUID"):
-        if not str(ds.get(kw, "") or "").strip():
+    for kw, tag in (("SOPClassUID", 0x00080016), ("SOPInstanceUID", 0x00080018)):
+        try:
+            value = str(ds.get(kw, "") or "").strip()
+        except Exception as exc:  # noqa: BLE001 -- its text may quote the value
+            raise BadInput(source, f"{_label('', tag)}: cannot be read ({type(exc).__name__})") from None
+        if not value:
             raise BadInput(source, f"{kw} is missing: not a composite instance")
     _decode_all(ds, source, "")
     if "PixelData" in ds:
@@ -74,45 +79,81 @@ _KNOWN_VRS = frozenset(_FIXED_SIZE) | {"AE", "AS", "CS", "DA", "DS", "DT", "IS",
 def _decode_all(ds: Dataset, source, where: str) -> None:
     """Check every element's encoding without decoding values the engine will not touch:
     a known VR, a length that fits the VR, a value not cut short. Sequences are decoded and
-    their items checked the same way."""
+    their items checked the same way. Any failure names the element."""
     for tag in list(ds.keys()):  # noqa: SIM118 -- iterating a Dataset yields elements, not tags
-        raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement):
-            vr = raw.VR or _dictionary_vr(tag)
-            if raw.VR is not None and raw.VR not in _KNOWN_VRS:
-                raise BadInput(source, f"{_label(where, tag)}: invalid VR {raw.VR!r}")
-            length = raw.length
-            if raw.value is not None and length != 0xFFFFFFFF and len(raw.value) != length:
-                # pydicom accepts a value cut short by the end of the file; the length field tells.
-                raise BadInput(source, f"{_label(where, tag)}: value is {len(raw.value)} of {length} bytes "
-                                       "(file truncated)")
-            size = _FIXED_SIZE.get(vr)
-            if size and length != 0xFFFFFFFF and length % size and tag != 0x7FE00010:
-                raise BadInput(source, f"{_label(where, tag)}: {vr} value of {length} bytes is not a multiple "
-                                       f"of {size}")
-            if vr != "SQ":
-                continue
         try:
-            elem = ds[tag]
-        except Exception as exc:  # noqa: BLE001 -- any decoding failure is bad input
-            raise BadInput(source, f"{_label(where, tag)}: value cannot be decoded ({type(exc).__name__})") from None
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or []):
-                _decode_all(item, source, f"{_label(where, tag)}[{i}].")
+            _check_element(ds, tag, source, where)
+        except BadInput:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a foreign exception's text may quote the value
+            raise BadInput(source, f"{_label(where, tag)}: cannot be read ({type(exc).__name__})") from None
+
+
+def _check_element(ds: Dataset, tag, source, where: str) -> None:
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement):
+        if raw.VR is not None and raw.VR not in _KNOWN_VRS:
+            raise BadInput(source, f"{_label(where, tag)}: invalid VR {raw.VR!r}")
+        vr = _decoding_vr(raw, ds)
+        length = raw.length
+        if raw.value is not None and length != 0xFFFFFFFF and len(raw.value) != length:
+            # pydicom accepts a value cut short by the end of the file; the length field tells.
+            raise BadInput(source, f"{_label(where, tag)}: value is {len(raw.value)} of {length} bytes "
+                                   "(file truncated)")
+        size = _FIXED_SIZE.get(vr)
+        if size and length != 0xFFFFFFFF and length % size and tag != 0x7FE00010:
+            if tag >> 16 & 1:
+                # A private element whose length does not fit the VR pydicom would decode it with
+                # (in implicit VR, its private dictionary's: Siemens' (0019,1021) FD of 2 bytes):
+                # its bytes, as UN, so nothing downstream decodes it with the wrong VR.
+                ds[tag] = DataElement(tag, "UN", raw.value)
+                return
+            raise BadInput(source, f"{_label(where, tag)}: {vr} value of {length} bytes is not a multiple "
+                                   f"of {size}")
+        if vr != "SQ":
+            return
+    try:
+        elem = ds[tag]
+    except Exception as exc:  # noqa: BLE001 -- any decoding failure is bad input
+        raise BadInput(source, f"{_label(where, tag)}: value cannot be decoded ({type(exc).__name__})") from None
+    if elem.VR == "SQ":
+        for i, item in enumerate(elem.value or []):
+            _decode_all(item, source, f"{_label(where, tag)}[{i}].")
+
+
+def _decoding_vr(raw: RawDataElement, ds: Dataset) -> str:
+    """The VR pydicom will decode `raw` with: the one in the file, or for implicit VR (and UN
+    that pydicom replaces) its dictionary's, the private dictionary's for private elements."""
+    from pydicom.hooks import hooks
+
+    found: dict = {}
+    hooks.raw_element_vr(raw, found, encoding=None, ds=ds)
+    return str(found.get("VR") or "UN")
+
+
+def _last_tag_read(path: Path, force: bool) -> str:
+    """"(gggg,eeee): " for the last top-level element whose header pydicom read before failing
+    (the one it failed in, most likely), or "" if none was."""
+    from pydicom.filereader import read_partial
+
+    seen: list[int] = []
+
+    def record(tag, vr, length) -> bool:
+        seen.append(int(tag))
+        return False
+
+    try:
+        with warnings.catch_warnings(), open(path, "rb") as f:
+            warnings.simplefilter("ignore")
+            read_partial(f, stop_when=record, force=force)
+    except Exception:  # noqa: BLE001 -- the failure being located
+        pass
+    return f"{_label('', seen[-1])}: " if seen else ""
 
 
 def _label(where: str, tag: int) -> str:
     """The element's place for an error message (built only when one is needed)."""
     return f"{where}({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-def _dictionary_vr(tag) -> str:
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return "UN"
 
 
 _PIXEL_COUNTS = {0x00280002: "Samples per Pixel", 0x00280008: "Number of Frames", 0x00280010: "Rows",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -107,7 +108,12 @@ def make_sealer(
 def encode_modified_attributes(originals: Dataset, charset: str | list[str] | None = None) -> bytes:
     """Modified Attributes Sequence with one item holding `originals`, as Explicit VR Little
     Endian bytes: one data element, the form gdcmanon writes and reads; then Data Set Trailing
-    Padding (FFFC,FFFC) holding a SHA-256 of those bytes (see `DIGEST_PREFIX`)."""
+    Padding (FFFC,FFFC) holding a SHA-256 of those bytes (see `DIGEST_PREFIX`).
+
+    Real originals break VR rules (an LO of 122 characters, a UI that is a hash, a private
+    creator with VR UV): they are sealed as they are, since recovery must give them back as
+    they were. What is refused, naming the tag, is a value that cannot be written at all, or
+    an item that would not read back with the same elements."""
     item = Dataset()
     for elem in originals:
         item.add(elem)
@@ -116,19 +122,90 @@ def encode_modified_attributes(originals: Dataset, charset: str | list[str] | No
         # Items inherit the character set of the data set around them; here there is none, so the
         # item carries its own or a non-ASCII name would not survive.
         item.SpecificCharacterSet = charset
+    try:
+        body = _encode_item(item)
+    except _LossyText as exc:
+        # A value pydicom decoded with replacement characters (bytes invalid in the declared
+        # character set) cannot go back into that set; UTF-8 holds every decoded value.
+        if _SPECIFIC_CHARACTER_SET in originals:
+            raise SealError(f"cannot encode the original attribute {exc.label} in the instance's "
+                            "character set") from None
+        item.SpecificCharacterSet = "ISO_IR 192"
+        body = _encode_item(item)
+    _check_reads_back(body, item)
+    return body + _TRAILER_HEADER + DIGEST_PREFIX + hashlib.sha256(body).digest()
+
+
+class _LossyText(Exception):
+    def __init__(self, label: str):
+        super().__init__(label)
+        self.label = label
+
+
+def _encode_item(item: Dataset) -> bytes:
+    """The Modified Attributes Sequence holding `item`; _LossyText or SealError naming the tag
+    when a value cannot be written as it is."""
     outer = Dataset()
     outer.ModifiedAttributesSequence = Sequence([item])
+    try:
+        body, lossy = _write(outer)
+    except Exception:  # noqa: BLE001 -- the message would quote the value: name the tag only
+        raise SealError(f"cannot encode the original attribute {_culprit(item)}") from None
+    if lossy:
+        raise _LossyText(_culprit(item))
+    return body
+
+
+def _write(ds: Dataset) -> tuple[bytes, bool]:
+    """(Explicit VR Little Endian bytes of `ds`, whether pydicom replaced characters it could not
+    encode). pydicom's other warnings (a value longer than its VR allows, an invalid UI) are
+    about the original's conformance, which is sealed as it is; they quote values, so none shows."""
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_dataset(fp, ds)
+    lossy = any(str(w.message).startswith("Failed to encode") for w in caught)
+    return fp.getvalue(), lossy
+
+
+def _culprit(item: Dataset) -> str:
+    """The first element of `item` that cannot be written alone, losslessly (for the message)."""
+    charset = item.get("SpecificCharacterSet")
+    for tag in list(item.keys()):  # noqa: SIM118
+        probe = Dataset()
+        if charset is not None:
+            probe.SpecificCharacterSet = charset
+        try:
+            probe.add(item[tag])
+            if _write(probe)[1]:
+                return _tag_label(tag)
+        except Exception:  # noqa: BLE001
+            return _tag_label(tag)
+    return "(unknown element)"
+
+
+def _tag_label(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _check_reads_back(body: bytes, item: Dataset) -> None:
+    """Recovery reads the sealed bytes the way `decode_modified_attributes` does with a digest:
+    refuse to seal an item that would not read back with the same elements."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # pydicom only warns when a character cannot be encoded
-            write_dataset(fp, outer)
-    except Exception as exc:  # noqa: BLE001 -- the message would quote the value: name the type only
-        raise SealError(f"cannot encode the original attributes: {type(exc).__name__}") from None
-    body = fp.getvalue()
-    return body + _TRAILER_HEADER + DIGEST_PREFIX + hashlib.sha256(body).digest()
+            warnings.simplefilter("ignore")
+            ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+            back = _single_item(list(ds.keys()), ds.get("ModifiedAttributesSequence"))
+            _decode_what_decodes([back])
+    except Exception:  # noqa: BLE001 -- any failure: the item is not readable
+        raise SealError("the sealed original attributes do not read back as one "
+                        "Modified Attributes Sequence item") from None
+    missing = [tag for tag in item.keys() if tag not in back]  # noqa: SIM118
+    if missing or len(back) != len(item):
+        label = _tag_label(missing[0]) if missing else "(an extra element)"
+        raise SealError(f"the sealed original attribute {label} does not read back")
 
 
 def _is_default_charset(charset) -> bool:
@@ -137,13 +214,35 @@ def _is_default_charset(charset) -> bool:
 
 
 def decode_modified_attributes(plaintext: bytes) -> Dataset:
-    """The single item of Modified Attributes Sequence from decrypted bytes, fully decoded and
-    checked; SealError when the bytes are not that (a wrong key or tampered content)."""
+    """The single item of Modified Attributes Sequence from decrypted bytes, decoded and checked;
+    SealError when the bytes are not that (a wrong key or tampered content).
+
+    Content with our digest is proven intact, so it is read as it was written, whatever the
+    original's VR problems (an LO of 122 characters, a UI that is a hash, a private creator read
+    as UV): pydicom's warnings about such values are not corruption, and an element pydicom
+    cannot decode at all stays a raw element, its bytes as sealed. Content without a digest
+    (sealed by another tool) is read strictly: a warning there may be garbage from a wrong key."""
+    body, digest = split_digest(plaintext)
+    if digest is None:
+        return _decode_strict(body)
+    if hashlib.sha256(body).digest() != digest:
+        raise SealError("decrypted content does not match its digest (tampered or corrupt content)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # validation warnings quote values; the digest vouches
+            ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+            tags = list(ds.keys())
+            seq = ds.get("ModifiedAttributesSequence")
+            _decode_what_decodes(seq or [])
+    except Exception:  # noqa: BLE001 -- intact but unreadable: a bug of ours, not the broker's key
+        raise SealError("decrypted content matches its digest but cannot be read as a "
+                        "Modified Attributes Sequence") from None
+    return _single_item(tags, seq)
+
+
+def _decode_strict(body: bytes) -> Dataset:
     from gantry_node.seal.validate import check_values
 
-    body, digest = split_digest(plaintext)
-    if digest is not None and hashlib.sha256(body).digest() != digest:
-        raise SealError("decrypted content does not match its digest (tampered or corrupt content)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # pydicom warns, then guesses, on a garbled VR or length
@@ -154,13 +253,16 @@ def decode_modified_attributes(plaintext: bytes) -> Dataset:
     except Exception:  # noqa: BLE001 -- garbage from a wrong key or tampered content
         raise SealError("decrypted content is not a DICOM data set "
                         "(wrong private key, or tampered content)") from None
+    item = _single_item(tags, seq)
+    check_values(item)  # sealed by another tool: no digest, so check what can be checked
+    return item
+
+
+def _single_item(tags: list, seq) -> Dataset:
     if tags != [0x04000550] or seq is None or len(seq) != 1:
         raise SealError("decrypted content is not one Modified Attributes Sequence item "
                         "(wrong private key, or tampered content)")
-    item = seq[0]
-    if digest is None:  # sealed by another tool: no digest, so check what can be checked
-        check_values(item)
-    return item
+    return seq[0]
 
 
 def _decode_all(items) -> None:
@@ -168,6 +270,25 @@ def _decode_all(items) -> None:
         for elem in item:  # iterating decodes every element
             if elem.VR == "SQ":
                 _decode_all(elem.value or [])
+
+
+def _decode_what_decodes(items) -> None:
+    """Decode every element that pydicom can decode. One sealed as UN that pydicom would decode
+    with its dictionary's VR (a Siemens private element of 2 bytes that pydicom's private
+    dictionary says is FD) stays UN, its bytes as sealed; any other stays raw."""
+    for item in items:
+        for tag in list(item.keys()):  # noqa: SIM118 -- iterating a Dataset decodes, raising
+            try:
+                elem = item[tag]
+            except Exception:  # noqa: BLE001 -- kept as its sealed bytes
+                raw = item.get_item(tag)
+                if isinstance(raw, RawDataElement) and raw.VR == "UN":
+                    elem = DataElement(tag, "UN", raw.value)
+                    elem.VR = "UN"  # not the dictionary's VR, which the bytes do not fit
+                    item[tag] = elem
+                continue
+            if elem.VR == "SQ":
+                _decode_what_decodes(elem.value or [])
 
 
 def split_digest(plaintext: bytes) -> tuple[bytes, bytes | None]:

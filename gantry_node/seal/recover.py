@@ -5,7 +5,8 @@
 2. move every attribute of the single Modified Attributes Sequence item into the main data set,
    replacing the dummies (the originals are whole top-level elements, so nested values come back
    with their sequence);
-3. Patient Identity Removed = NO; De-identification Method and its Code Sequence removed.
+3. Patient Identity Removed = NO (unless the original's own value was sealed: that comes back);
+   De-identification Method and its Code Sequence removed.
 
 The item used is removed too (as gdcmanon -d removes the sequence): once restored, the identity
 is in the clear and the ciphertext says nothing more. Other items (sealed by an earlier
@@ -15,10 +16,12 @@ de-identification, to other recipients) stay. The input data set is not modified
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -27,6 +30,8 @@ from gantry_node.seal.cms import unseal_item
 # Markers the de-identifier set that describe the de-identified state, not the original.
 _REMOVED_ON_RESTORE = ("DeidentificationMethod", "DeidentificationMethodCodeSequence")
 _TEMPORAL_MARKER = "LongitudinalTemporalInformationModified"
+_IDENTITY_REMOVED = 0x00120062
+_SPECIFIC_CHARACTER_SET = 0x00080005
 
 SUMMARY_FIELDS = (
     ("PatientName", "patient name"),
@@ -56,12 +61,23 @@ class Recovered:
 def recover(ds: Dataset, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate | None = None) -> Recovered:
     """A re-identified copy of `ds`. SealError (from gantry_node.seal.cms) when it cannot be."""
     index, originals = unseal_item(ds, private_key, certificate)
-    out = copy.deepcopy(ds)
     restored = []
-    for elem in originals:
-        out[elem.tag] = copy.deepcopy(elem)
-        restored.append(elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})")
-    out.PatientIdentityRemoved = "NO"
+    with warnings.catch_warnings():
+        # Copying re-validates values; real originals break VR rules (an LO of 122 characters)
+        # and pydicom's warnings quote the value.
+        warnings.simplefilter("ignore")
+        out = copy.deepcopy(ds)
+        for tag in originals.keys():  # noqa: SIM118 -- get_item: an undecodable element stays raw bytes
+            if tag == _SPECIFIC_CHARACTER_SET and tag in out:
+                # The item's own encoding (de-identification never changes the instance's): the
+                # restored values are text already, and the instance's other elements are still
+                # bytes in the instance's character set, which must stay.
+                continue
+            out[tag] = copy.deepcopy(originals.get_item(tag))
+            restored.append(keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})")
+    if _IDENTITY_REMOVED not in originals:
+        # An original that was already de-identified keeps its YES (sealed with the markers).
+        out.PatientIdentityRemoved = "NO"
     for keyword in _REMOVED_ON_RESTORE:
         if keyword in out and keyword not in originals:
             del out[keyword]
