@@ -71,6 +71,17 @@ def test_a_mis_sized_private_element_is_read_as_un_and_removed(tmp_path):
     assert 0x00191021 not in clean.dataset
 
 
+def test_a_safe_private_element_that_does_not_fit_its_listed_vr_is_removed(tmp_path):
+    """Table E.3.10-1 lists (0045,xx02) GEMS_HELIOS_01 as FL; 2 bytes are not that element."""
+    path = implicit(tmp_path, ct_with((0x00450010, "LO", "GEMS_HELIOS_01"), (0x00451002, "OB", b"\x01\x02"),
+                                      (0x00451001, "OB", b"\x10\x00")))  # SS, 2 bytes: fits, kept
+    ds = read_instance(path)
+    clean = process(ds, Engine(default_policy().with_options("retain_safe_private"), Keys(SECRET)))
+    assert 0x00451002 not in clean.dataset
+    assert clean.dataset[0x00451001].VR == "SS" and clean.dataset[0x00451001].value == 16
+    assert any(c.tag == 0x00451002 and "does not fit" in c.reason for c in clean.changes)
+
+
 def test_a_mis_sized_public_element_in_implicit_vr_is_bad_input_naming_the_tag(tmp_path):
     path = implicit(tmp_path, ct_with((0x00189087, "OB", b"\x00\x00\x80\x3f")))  # Diffusion b-value: FD
     with pytest.raises(BadInput, match=r"\(0018,9087\): FD value of 4 bytes is not a multiple of 8"):

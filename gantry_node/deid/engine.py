@@ -217,6 +217,10 @@ class _Walk:
                 if element.VR == "UN" and vr not in ("", "UN"):
                     # Read implicitly: give it the VR the table documents, so it stays usable.
                     element = _convert_un(element, vr, ds)
+                    if element.VR == "UN":  # its value does not fit that VR: not the safe element
+                        self.record(path, tag, "UN", "X", "private: value does not fit its Table E.3.10-1 VR",
+                                    element.value)
+                        return False
                 self.keep(element, path, seq_path, mode, out)
                 return True
             self.record(path, tag, element.VR, "X", "private: not in Table E.3.10-1 safe list",
