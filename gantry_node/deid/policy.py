@@ -28,6 +28,10 @@ OPTIONS = (
 DEFAULT_OPTIONS = frozenset({"retain_longitudinal_modified_dates"})
 OVERRIDE_ACTIONS = ("keep", "remove", "empty", "replace", "pseudonymize")
 DEFAULT_DATE_SHIFT = (-3650, -1)
+# X/Z/U* reference sequences (Referenced Image Sequence, Source Image Sequence): "keep" keeps them
+# in every instance with their items de-identified and UIDs replaced (U*), so references between
+# instances resolve; "remove" removes them where the IOD does not require them (Type 3).
+REFERENCE_HANDLING = ("keep", "remove")
 
 # Identifiers the Basic Profile zeroes (Z) that we replace with stable pseudonyms instead;
 # Z explicitly allows a dummy value, and a stable pseudonym keeps a patient's studies linkable.
@@ -72,6 +76,7 @@ class Policy:
     date_shift_days: tuple[int, int] = DEFAULT_DATE_SHIFT
     overrides: Mapping[OverrideKey, Override] = field(default_factory=dict)
     pseudonymize_patient_name: bool = True
+    references: str = "keep"  # one of REFERENCE_HANDLING
 
     def with_options(self, *enable: str, disable: tuple[str, ...] = ()) -> Policy:
         opts = (set(self.options) | set(enable)) - set(disable)
@@ -101,6 +106,8 @@ def validate(policy: Policy) -> Policy:
             "options: retain_longitudinal_full_dates and retain_longitudinal_modified_dates "
             "are mutually exclusive"
         )
+    if policy.references not in REFERENCE_HANDLING:
+        raise PolicyError(f"references: expected one of {list(REFERENCE_HANDLING)}, got {policy.references!r}")
     lo, hi = policy.date_shift_days
     if not (isinstance(lo, int) and isinstance(hi, int)) or lo > hi:
         raise PolicyError(f"date_shift_days: need [min, max] integers with min <= max, got {[lo, hi]}")
@@ -151,7 +158,7 @@ def parse_override(key: str, spec: Any) -> Override:
     raise PolicyError(f"overrides.{key}: expected an action name or {{replace: VALUE}}, got {spec!r}")
 
 
-POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name")
+POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name", "references")
 
 
 def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") -> Policy:
@@ -193,7 +200,10 @@ def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") ->
     name_flag = doc.get("pseudonymize_patient_name", base.pseudonymize_patient_name)
     if not isinstance(name_flag, bool):
         raise PolicyError(f"{where}.pseudonymize_patient_name: expected true or false")
+    references = doc.get("references", base.references)
+    if references not in REFERENCE_HANDLING:
+        raise PolicyError(f"{where}.references: expected one of {list(REFERENCE_HANDLING)}, got {references!r}")
     try:
-        return validate(Policy(frozenset(options), shift, overrides, name_flag))
+        return validate(Policy(frozenset(options), shift, overrides, name_flag, references))
     except PolicyError as exc:
         raise PolicyError(f"{where}.{exc}") from None
