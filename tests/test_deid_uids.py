@@ -153,6 +153,7 @@ def test_a_vr_other_than_the_dictionarys_is_read_as_the_dictionarys(keys):
     ds.add(DataElement(0x00200052, "LO", "1.2.826.0.1.3680043.8.498.55"))  # Frame of Reference UID
     ds.add(DataElement(0x00180088, "LO", "DOE JANE"))  # Spacing Between Slices (DS): not a number
     ds.add(DataElement(0x00200242, "UN", b"1.2.826.0.1.3680043.8.498.56\x00"))  # UI as UN
+    ds.add(DataElement(0x00180050, "UN", b"1.25"))  # Slice Thickness (DS) as UN: kept as DS
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     res = deidentify(pydicom.dcmread(BytesIO(buffer.getvalue())), default_policy(), keys)
@@ -160,6 +161,7 @@ def test_a_vr_other_than_the_dictionarys_is_read_as_the_dictionarys(keys):
     assert (out[0x00200052].VR, out[0x00200052].value) == ("UI", keys.uid("1.2.826.0.1.3680043.8.498.55"))
     assert (out[0x00200242].VR, out[0x00200242].value) == ("UI", keys.uid("1.2.826.0.1.3680043.8.498.56"))
     assert 0x00180088 not in out
+    assert (out[0x00180050].VR, float(out[0x00180050].value)) == ("DS", 1.25)
     assert [c.reason for c in res.changes if c.tag == 0x00180088] == [
         "VR LO is not the dictionary's DS and the value cannot be read as it"]
 

@@ -454,6 +454,10 @@ def _dictionary_vr(tag) -> str:
         return "UN"
 
 
+_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
+                         "UI", "UR", "UT"})
+
+
 def _vr_differs(file_vr: str, dictionary_vr: str) -> bool:
     return " or " not in file_vr and file_vr not in dictionary_vr.split(" or ")
 
@@ -477,10 +481,10 @@ def _as_dictionary_vr(ds: Dataset, tag, raw, dictionary_vr: str) -> DataElement 
             element = DataElement(raw.tag, wanted, raw.value)
         else:
             return None
-        if element.VR != "SQ":
+        if element.VR in _STRING_VRS:  # a number VR's value was checked by its conversion
             for v in as_list(element.value):
-                if v is not None:
-                    validate_value(element.VR, v, 2)  # pydicom.config.RAISE: raise if not valid
+                if v is not None:  # the text (a DS/IS keeps its original string)
+                    validate_value(element.VR, str(v), 2)  # pydicom.config.RAISE: raise if not valid
     except Exception:  # noqa: BLE001 -- a value that does not read as the VR is removed
         return None
     return element
