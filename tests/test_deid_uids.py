@@ -148,7 +148,7 @@ def test_verification_fails_an_unknown_public_element(keys):
         ("(2020,000E)", "public element the data dictionary does not define")]
 
 
-@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS", "ignore:Invalid value for VR UI")
 def test_a_vr_other_than_the_dictionarys_is_read_as_the_dictionarys(keys):
     ds = minimal(AnatomicRegionSequence=seq(item(CodeValue="1", CodingSchemeDesignator="99X")))
     ds.add(DataElement(0x00200052, "LO", "1.2.826.0.1.3680043.8.498.55"))  # Frame of Reference UID
