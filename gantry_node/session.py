@@ -131,7 +131,8 @@ class Session:
         if overrides:
             merged.update(policy_from_mapping({"overrides": dict(overrides)}, "configure").overrides)
         self.policy = replace(policy, overrides=merged,
-                              pseudonymize_patient_name=self.policy.pseudonymize_patient_name)
+                              pseudonymize_patient_name=self.policy.pseudonymize_patient_name,
+                              references=self.policy.references)
         return self.policy
 
     def load_policy(self, path: str | Path) -> Policy:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydicom.dataset import Dataset
 
@@ -110,9 +112,13 @@ def test_x_z_u_star_keeps_required_references_with_new_uids(keys):
     kept = out.ReferencedSeriesSequence[0].ReferencedImageSequence[0]
     assert kept.ReferencedSOPInstanceUID == keys.uid(image_uid)
     assert kept.ReferencedSOPClassUID == CT
-    # the same sequence is Type 3 in a CT image: removed
+    # the same sequence is Type 3 in a CT image: kept too (references: keep, the default), its
+    # UIDs replaced; `references: remove` removes it there
     ct = minimal(ReferencedImageSequence=seq(ref))
-    assert "ReferencedImageSequence" not in run(ct, keys=keys).dataset
+    assert run(ct, keys=keys).dataset.ReferencedImageSequence[0].ReferencedSOPInstanceUID == keys.uid(image_uid)
+    strict = replace(default_policy(), references="remove")
+    assert "ReferencedImageSequence" not in run(ct, strict, keys).dataset
+    assert "ReferencedSeriesSequence" in run(pr, strict, keys).dataset
 
 
 def test_three_deep_sequences_get_every_rule(keys):

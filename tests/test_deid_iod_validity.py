@@ -5,13 +5,17 @@ images."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.sequence import Sequence
 
 from gantry_node.deid import OPTIONS, default_policy, deidentify
 from gantry_node.dicomio import write_instance
 from gantry_node.synthetic import Study
+from gantry_node.synthetic.documents import sop_reference
 from tests.support.dciodvfy import dciodvfy_errors, needs_dciodvfy
 
 pytestmark = needs_dciodvfy
@@ -22,6 +26,8 @@ POLICIES = {
     # every date falls back on the attribute's type in the IOD
     "basic-only": default_policy().with_options(disable=OPTIONS),
 }
+# the strict removal of the Type 3 reference sequences, checked on the instance that has them
+STRICT = {"references-removed": replace(default_policy(), references="remove")}
 
 
 
@@ -35,6 +41,7 @@ def synthetic(kind: str, phi: bool):
     images = study.series("CT").ct_images(2, rows=64, columns=64)
     builder = {
         "CT": lambda: study.series("CT").ct_image(rows=128, columns=128),
+        "CT-referencing": lambda: study.series("CT").ct_image(rows=64, columns=64),
         "CT-implicit": lambda: study.series("CT").ct_image(rows=64, columns=64).implicit(),
         "MR": lambda: study.series("MR").mr_image(rows=128, columns=128),
         "SC": lambda: study.series("OT").sc_image(rgb=False),
@@ -46,22 +53,26 @@ def synthetic(kind: str, phi: bool):
     }[kind]()
     if phi:
         builder.with_all_phi().with_curve()
-    return builder.build()
+    ds = builder.build()
+    if kind == "CT-referencing":  # Type 3 references, kept (with new UIDs) under references: keep
+        ds.ReferencedImageSequence = Sequence([sop_reference(images[0])])
+        ds.SourceImageSequence = Sequence([sop_reference(images[1])])
+    return ds
 
 
 def assert_no_new_errors(ds, policy_name, keys, tmp_path) -> None:
     source = tmp_path / "in.dcm"
     ds.save_as(source, enforce_file_format=True)
-    result = deidentify(ds, POLICIES[policy_name], keys)
+    result = deidentify(ds, {**POLICIES, **STRICT}[policy_name], keys)
     output = write_instance(result.dataset, tmp_path / "out.dcm")
     before, after = dciodvfy_errors(source), dciodvfy_errors(output)
     assert after - before == set(), f"de-identification added dciodvfy errors: {sorted(after - before)}"
 
 
 def cases():
-    for kind in ("CT", "CT-implicit", "MR", "SC", "SC-RGB", "US", "multiframe", "SR", "PR"):
+    for kind in ("CT", "CT-referencing", "CT-implicit", "MR", "SC", "SC-RGB", "US", "multiframe", "SR", "PR"):
         for phi in (False, True):
-            for policy_name in POLICIES:
+            for policy_name in [*POLICIES, *(STRICT if kind == "CT-referencing" else ())]:
                 yield pytest.param(kind, phi, policy_name,
                                    id=f"{kind}-{'phi' if phi else 'plain'}-{policy_name}")
 

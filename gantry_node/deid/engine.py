@@ -10,8 +10,16 @@ Every element at every depth gets one action:
   removed the rest of its group goes with it, so no half overlay is left behind;
 - attributes of Table E.1-1: the Basic Profile's action, or the action of an option in force;
   combined codes resolve by the attribute's type in the instance's IOD (Type 1 -> D,
-  Type 2 -> Z, else the first code; X/Z/U* keeps a Type 1/2 sequence and replaces its UIDs);
+  Type 2 -> Z, else the first code; X/Z/U*, the reference sequences, are kept with their items
+  de-identified and UIDs replaced, unless the policy's `references` is "remove");
+- public elements the data dictionary does not define: removed, like private ones; a dictionary
+  element whose VR in the file is not the dictionary's is read as the dictionary's VR, or removed
+  if its value cannot be;
 - anything else is kept; sequences are always walked, so nested attributes get the same rules.
+
+Every UID that is not the standard's own (uids.py) is replaced by its pseudonym, wherever it
+sits and whatever its element (unless Retain UIDs is on): the replacement is the same
+everywhere, so references between instances resolve.
 
 Inside a sequence whose action is D (e.g. Content Sequence) free text that the table does not
 list is replaced by a dummy; inside a C sequence (Clean Structured Content / Graphics) it is
@@ -23,18 +31,21 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag, mask_match
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import validate_value
+from pydicom.values import convert_value
 
 from gantry_node.deid import profile
 from gantry_node.deid.identity import Identity, clean_text
 from gantry_node.deid.markers import apply_markers
 from gantry_node.deid.policy import Override, OverrideKey, Policy, public_overrides
 from gantry_node.deid.pseudonyms import Keys
+from gantry_node.deid.uids import needs_replacing, raw_all_standard
 from gantry_node.deid.values import (
     CODE_ATTRIBUTES,
     MAX_LENGTH,
@@ -125,6 +136,7 @@ class _Walk:
         self.keys = keys
         self.tables = profile.tables()
         self.options = policy.options
+        self.retain_uids = "retain_uids" in policy.options
         self.sop_class = str(ds.get("SOPClassUID", ""))
         self.identity = Identity.of(ds, policy.not_identifying)
         self.dates = policy.date_handling
@@ -174,7 +186,7 @@ class _Walk:
             if not seq_path:
                 self._top = tag
             group, elem = tag.group, tag.element
-            if elem == 0 and group != 0x0008:  # group lengths are retired; never carried over
+            if elem == 0:  # group lengths are retired (PS3.5 7.2): never carried over, nothing to seal
                 continue
             if group == 0x0002:
                 continue
@@ -244,25 +256,51 @@ class _Walk:
         self.apply(element, code, reason, path, seq_path, mode, out)
 
     def public(self, ds, tag, path, seq_path, mode, out) -> None:
-        override = self.public_overrides.get(int(tag))
-        rule = self.tables.by_tag.get(int(tag))
+        itag = int(tag)
+        override = self.public_overrides.get(itag)
+        rule = self.tables.by_tag.get(itag)
+        raw = ds.get_item(tag)
+        entry = DicomDictionary.get(itag)
+        element = None  # the element as the dictionary defines it, once read
+        if entry is None:
+            if override is None and rule is None and mask_match(itag) is None:
+                self.record(path, tag, raw.VR or "UN", "X", "public element the data dictionary does not define",
+                            raw.value)
+                return
+        elif (file_vr := raw.VR) and file_vr != entry[0] and _vr_differs(file_vr, entry[0]):
+            element = _as_dictionary_vr(ds, tag, raw, entry[0])
+            if element is None:
+                self.record(path, tag, file_vr, "X", f"VR {file_vr} is not the dictionary's {entry[0]} and the "
+                            "value cannot be read as it", raw.value)
+                return
         if override is None and rule is None:
-            raw = ds.get_item(tag)
-            vr = raw.VR if isinstance(raw, DataElement) else (raw.VR or _dictionary_vr(tag))
-            if int(tag) in CODE_ATTRIBUTES:
-                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+            vr = (element.VR if element is not None else raw.VR) or (entry[0] if entry else "UN")
+            if vr == "UI":
+                if element is None and (self.retain_uids or (
+                        isinstance(raw, RawDataElement) and raw_all_standard(raw.value))):
+                    out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+                else:  # a UID not the standard's own, whatever its element (principle 9)
+                    self.replace_uids(ds[tag] if element is None else element, path,
+                                      "UID not the standard's own", out)
+            elif itag in CODE_ATTRIBUTES:
+                out[tag] = copy.copy(element) if element is not None else (
+                    raw if isinstance(raw, RawDataElement) else copy.copy(raw))
             elif vr == "SQ" or vr in ("DA", "DT") or (
-                    vr in TEXT_VRS and (mode != "profile" or self.raw_holds_identity(ds, tag, raw))):
-                self.keep(ds[tag], path, seq_path, mode, out, unlisted=True)
+                    vr in TEXT_VRS and (mode != "profile" or (
+                        self.raw_holds_identity(ds, tag, raw) if element is None else self.holds_identity(element)))):
+                self.keep(ds[tag] if element is None else element, path, seq_path, mode, out, unlisted=True)
+            elif element is not None:
+                out[tag] = element
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
                 out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
             return
-        element = ds[tag]
+        if element is None:
+            element = ds[tag]
         if override is not None:
             self.apply_override(element, override, path, seq_path, mode, out)
             return
         code, reason = rule.action(self.options)
-        if code == "Z" and int(tag) == _PATIENT_NAME and self.policy.pseudonymize_patient_name:
+        if code == "Z" and itag == _PATIENT_NAME and self.policy.pseudonymize_patient_name:
             self.set(out, element, self.patient_pseudonym(), path, "pseudonymize",
                      f"{reason}: Z, pseudonymous patient ID as name")
             return
@@ -271,7 +309,7 @@ class _Walk:
     # -- actions -------------------------------------------------------------------------
     def apply(self, element, code, reason, path, seq_path, mode, out) -> None:
         vr = element.VR
-        code = profile.resolve(code, self.sop_class, seq_path + (element.keyword or "",))
+        code = profile.resolve(code, self.sop_class, seq_path + (element.keyword or "",), self.policy.references)
         why = f"{reason}: {code}"
         if code == "X":
             self.record(path, element.tag, vr, "X", why, element.value)
@@ -284,7 +322,7 @@ class _Walk:
             if vr == "SQ":
                 self.sequence(element, path, seq_path, "dummy", out)
             elif vr == "UI":
-                self.set(out, element, self.uids(element.value), path, "U", why)
+                self.replace_uids(element, path, why, out)
             elif vr in ("DA", "DT") and self.dates != "REMOVED":
                 self.keep(element, path, seq_path, mode, out)
             else:
@@ -297,7 +335,7 @@ class _Walk:
             elif _is_empty(element):
                 out[element.tag] = copy.copy(element)
             else:
-                self.set(out, element, self.uids(element.value), path, "U", why)
+                self.replace_uids(element, path, why, out)
         elif code == "C":
             self.clean(element, path, seq_path, why, out)
         else:
@@ -307,6 +345,8 @@ class _Walk:
         vr = element.VR
         if vr == "SQ":
             self.sequence(element, path, seq_path, mode, out)
+        elif vr == "UI" and not self.retain_uids:
+            self.replace_uids(element, path, "kept, UID not the standard's own replaced", out)
         elif vr in ("DA", "DT") and self.dates == "MODIFIED" and not _is_empty(element):
             self.shift(element, path, out, "dates shifted by the patient's offset")
         elif unlisted and mode == "dummy" and vr in TEXT_VRS and not _is_empty(element):
@@ -392,8 +432,18 @@ class _Walk:
         self.record(path, element.tag, element.VR, action, reason, element.value)
 
     def uids(self, value):
-        new = [self.keys.uid(str(v)) for v in as_list(value) if str(v).strip()]
+        """Each UID's pseudonym; the standard's own UIDs (uids.py) stay as they are."""
+        new = [self.keys.uid(str(v)) if needs_replacing(str(v)) else str(v).strip()
+               for v in as_list(value) if str(v).strip()]
         return new if len(new) != 1 else new[0]
+
+    def replace_uids(self, element, path, why, out) -> None:
+        """The UI element with every UID that is not the standard's own replaced by its pseudonym;
+        unchanged (and not recorded) when it holds none."""
+        if any(needs_replacing(str(v)) for v in as_list(element.value) if v is not None):
+            self.set(out, element, self.uids(element.value), path, "U", why)
+        else:
+            out[element.tag] = copy.copy(element)
 
     def patient_pseudonym(self) -> str:
         if self.original_patient_id:
@@ -418,10 +468,44 @@ def _dictionary_vr(tag) -> str:
         return "UN"
 
 
+_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
+                         "UI", "UR", "UT"})
+
+
+def _vr_differs(file_vr: str, dictionary_vr: str) -> bool:
+    return " or " not in file_vr and file_vr not in dictionary_vr.split(" or ")
+
+
+def _as_dictionary_vr(ds: Dataset, tag, raw, dictionary_vr: str) -> DataElement | None:
+    """The element read as the dictionary's VR (the first of an ambiguous one; for UN the one
+    pydicom picks), or None if its value is not a valid value of that VR."""
+    wanted = dictionary_vr.split(" or ")[0]
+    try:
+        if raw.VR == "UN":
+            element = ds[tag]  # pydicom reads UN of a dictionary tag as the dictionary's VR
+            if element.VR == "UN":
+                return None
+        elif "SQ" in (wanted, raw.VR):
+            return None
+        elif isinstance(raw, RawDataElement):
+            again = RawDataElement(raw.tag, wanted, raw.length, raw.value, raw.value_tell,
+                                   raw.is_implicit_VR, raw.is_little_endian)
+            element = DataElement(raw.tag, wanted, convert_value(wanted, again, getattr(ds, "_character_set", None)))
+        elif isinstance(raw.value, str | bytes):
+            element = DataElement(raw.tag, wanted, raw.value)
+        else:
+            return None
+        if element.VR in _STRING_VRS:  # a number VR's value was checked by its conversion
+            for v in as_list(element.value):
+                if v is not None:  # the text (a DS/IS keeps its original string)
+                    validate_value(element.VR, str(v), 2)  # pydicom.config.RAISE: raise if not valid
+    except Exception:  # noqa: BLE001 -- a value that does not read as the VR is removed
+        return None
+    return element
+
+
 def _convert_un(element: DataElement, vr: str, ds: Dataset) -> DataElement:
     """The UN element decoded as `vr` (little endian), or unchanged if it does not decode."""
-    from pydicom.values import convert_value
-
     raw = RawDataElement(element.tag, vr, len(element.value or b""), element.value, 0, True, True)
     try:
         return DataElement(element.tag, vr, convert_value(vr, raw, getattr(ds, "_character_set", None)))

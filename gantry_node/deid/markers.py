@@ -23,6 +23,8 @@ OPTION_CODES = {
     "retain_safe_private": ("113111", "Retain Safe Private Option"),
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
+# De-identification Method text when the X/Z/U* reference sequences are kept (policy `references`)
+REFERENCES_KEPT = "references kept with UIDs replaced"
 
 
 def method_codes(policy: Policy) -> list[tuple[str, str]]:
@@ -44,6 +46,8 @@ def add_method_code(ds: Dataset, code: tuple[str, str]) -> None:
 def apply_markers(ds: Dataset, policy: Policy) -> None:
     ds.PatientIdentityRemoved = "YES"
     methods = [f"gantry-node {__version__}"] + [meaning[:64] for _, meaning in method_codes(policy)]
+    if policy.references == "keep" and "retain_uids" not in policy.options:
+        methods.append(REFERENCES_KEPT)
     previous = ds.get("DeidentificationMethod")
     if previous:  # an earlier de-identification stays on record
         earlier = list(previous) if not isinstance(previous, str) else [previous]

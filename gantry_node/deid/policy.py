@@ -28,6 +28,10 @@ OPTIONS = (
 DEFAULT_OPTIONS = frozenset({"retain_longitudinal_modified_dates"})
 OVERRIDE_ACTIONS = ("keep", "remove", "empty", "replace", "pseudonymize")
 DEFAULT_DATE_SHIFT = (-3650, -1)
+# X/Z/U* reference sequences (Referenced Image Sequence, Source Image Sequence): "keep" keeps them
+# in every instance with their items de-identified and UIDs replaced (U*), so references between
+# instances resolve; "remove" removes them where the IOD does not require them (Type 3).
+REFERENCE_HANDLING = ("keep", "remove")
 
 # Identifiers the Basic Profile zeroes (Z) that we replace with stable pseudonyms instead;
 # Z explicitly allows a dummy value, and a stable pseudonym keeps a patient's studies linkable.
@@ -72,6 +76,7 @@ class Policy:
     date_shift_days: tuple[int, int] = DEFAULT_DATE_SHIFT
     overrides: Mapping[OverrideKey, Override] = field(default_factory=dict)
     pseudonymize_patient_name: bool = True
+    references: str = "keep"  # one of REFERENCE_HANDLING
     # Words and phrases that identify no one (a phantom's name, "TEST"): not looked for in text.
     not_identifying: tuple[str, ...] = ()
 
@@ -103,6 +108,8 @@ def validate(policy: Policy) -> Policy:
             "options: retain_longitudinal_full_dates and retain_longitudinal_modified_dates "
             "are mutually exclusive"
         )
+    if policy.references not in REFERENCE_HANDLING:
+        raise PolicyError(f"references: expected one of {list(REFERENCE_HANDLING)}, got {policy.references!r}")
     lo, hi = policy.date_shift_days
     if not (isinstance(lo, int) and isinstance(hi, int)) or lo > hi:
         raise PolicyError(f"date_shift_days: need [min, max] integers with min <= max, got {[lo, hi]}")
@@ -153,7 +160,8 @@ def parse_override(key: str, spec: Any) -> Override:
     raise PolicyError(f"overrides.{key}: expected an action name or {{replace: VALUE}}, got {spec!r}")
 
 
-POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name", "not_identifying")
+POLICY_KEYS = ("options", "date_shift_days", "overrides", "pseudonymize_patient_name", "references",
+               "not_identifying")
 
 
 def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") -> Policy:
@@ -195,10 +203,14 @@ def policy_from_mapping(doc: Mapping[str, Any] | None, where: str = "policy") ->
     name_flag = doc.get("pseudonymize_patient_name", base.pseudonymize_patient_name)
     if not isinstance(name_flag, bool):
         raise PolicyError(f"{where}.pseudonymize_patient_name: expected true or false")
+    references = doc.get("references", base.references)
+    if references not in REFERENCE_HANDLING:
+        raise PolicyError(f"{where}.references: expected one of {list(REFERENCE_HANDLING)}, got {references!r}")
     words = doc.get("not_identifying", [])
     if not (isinstance(words, list | tuple) and all(isinstance(w, str) and w.strip() for w in words)):
         raise PolicyError(f"{where}.not_identifying: expected a list of words or phrases, e.g. [TEST, PHANTOM]")
     try:
-        return validate(Policy(frozenset(options), shift, overrides, name_flag, tuple(w.strip() for w in words)))
+        return validate(Policy(frozenset(options), shift, overrides, name_flag, references,
+                               tuple(w.strip() for w in words)))
     except PolicyError as exc:
         raise PolicyError(f"{where}.{exc}") from None

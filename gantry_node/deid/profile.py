@@ -95,12 +95,14 @@ def attribute_type(sop_class_uid: str | None, path: tuple[str, ...]) -> str | No
     return iods.get(iod, {}).get("/".join(path), "3")
 
 
-def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) -> str:
+def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...], references: str = "keep") -> str:
     """The single action `code` takes for the attribute at `attr_path` in the instance's IOD.
 
     Combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): Type 1 -> D, Type 2 -> Z, otherwise the first
-    code; X/Z/U* keeps a Type 1 or 2 sequence with its UIDs replaced (U*), so references stay
-    intact; with an unknown SOP class the attribute stays present, holding nothing identifying.
+    code. X/Z/U* (the reference sequences) keeps the sequence with its items de-identified and
+    its UIDs replaced (U*), so references between instances resolve; with `references` "remove"
+    only a Type 1 or 2 sequence is kept that way, a Type 3 one is removed (X). With an unknown
+    SOP class the attribute stays present, holding nothing identifying.
     A plain X or Z on an attribute the IOD requires is kept valid the same way (X on Type 1 ->
     D, on Type 2 -> Z; Z on Type 1 -> D): the output must not gain IOD errors."""
     if "/" not in code:
@@ -113,6 +115,8 @@ def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...]) ->
             return "Z"
         return code
     choices = code.split("/")
+    if references == "keep" and "U*" in choices:
+        return "U*"
     kind = attribute_type(sop_class_uid, attr_path)
     if kind is None:
         kind = "1" if "D" in choices or "U*" in choices else "2"

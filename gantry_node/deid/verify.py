@@ -3,7 +3,12 @@
 Fails (returns findings) when:
 - an element the policy removes is still there, at any depth: a Table E.1-1 attribute whose
   action is X, a private element that is not allowed, an overlay or curve group;
-- a UID the policy replaces is not a pseudonym (2.25 form), unless Retain UIDs is on;
+- a UID, at any depth and in any element, that is neither the standard's own (uids.py) nor a
+  pseudonym (2.25 form), unless Retain UIDs is on;
+- a public element the data dictionary does not define (the engine removes them);
+- SOP Class, SOP Instance, Study, Series or (when present) Frame of Reference UID is not one
+  valid UID (a single value, PS3.5 9.1 syntax, at most 64 characters), or the SOP Class UID is
+  not the standard's (the clean copy could not be sent or read);
 - the original name, name parts, IDs, birth date, or (without Retain UIDs) the original study,
   series or instance UIDs occur anywhere in the encoded bytes (each value encoded in every
   character set the instance declares, and UTF-8 and Latin-1), or in any decoded text value
@@ -19,9 +24,11 @@ from __future__ import annotations
 import os
 import re
 
-from pydicom.datadict import dictionary_has_tag, dictionary_keyword
+from pydicom.datadict import DicomDictionary, dictionary_has_tag, dictionary_keyword, mask_match
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
 
 from gantry_node.deid import profile
 from gantry_node.deid.encoding import encode_dataset
@@ -29,12 +36,16 @@ from gantry_node.deid.identity import Identity
 from gantry_node.deid.matching import byte_forms, python_encodings
 from gantry_node.deid.policy import OverrideKey, Policy, public_overrides
 from gantry_node.deid.scan import Finding
+from gantry_node.deid.uids import is_pseudonym, is_standard, raw_all_standard
 from gantry_node.deid.values import TEXT_VRS, as_list
 
 # Bulk values (pixels, ciphertext) are searched only for long needles: a 3-byte ID matches
 # random pixel bytes by chance.
 _BULK_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x04000520)
 _MIN_BULK_NEEDLE = 6
+# The identifying UIDs every instance needs in one valid form; Frame of Reference only if present.
+_IDENTIFYING_UIDS = ((0x00080016, "SOPClassUID"), (0x00080018, "SOPInstanceUID"), (0x0020000D, "StudyInstanceUID"),
+                     (0x0020000E, "SeriesInstanceUID"), (0x00200052, "FrameOfReferenceUID"))
 
 
 def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | None = None) -> list[Finding]:
@@ -44,6 +55,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Non
     if ds.get("PatientIdentityRemoved") != "YES":
         findings.append(Finding("(0012,0062)", "(0012,0062)", "PatientIdentityRemoved", "CS",
                                 "Patient Identity Removed is not YES", "verify"))
+    findings += uid_form(ds)
     findings += _Checker(policy, str(ds.get("SOPClassUID", ""))).check(ds, (), "")
     if encoded is None:
         encoded = encode_dataset(ds)
@@ -95,11 +107,34 @@ def decoded_leaks(ds: Dataset, identity: Identity, charsets: set[str], where: st
     return found
 
 
+def uid_form(ds: Dataset) -> list[Finding]:
+    """Findings for identifying UIDs (top level) that are missing, multi-valued or not valid."""
+    found = []
+    for tag, keyword in _IDENTIFYING_UIDS:
+        tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if tag not in ds:
+            if keyword != "FrameOfReferenceUID":
+                found.append(Finding(tag_text, tag_text, keyword, "UI", f"{keyword} is missing", "verify"))
+            continue
+        value = ds[tag].value
+        if isinstance(value, MultiValue | list):
+            reason = f"{keyword} has {len(value)} values, not one"
+        elif not value or not UID(str(value)).is_valid:
+            reason = f"{keyword} is not a valid UID"
+        elif tag == 0x00080016 and not is_standard(str(value)):
+            reason = "SOPClassUID is not a SOP class of the standard"
+        else:
+            continue
+        found.append(Finding(tag_text, tag_text, keyword, "UI", reason, "verify", value))
+    return found
+
+
 class _Checker:
     def __init__(self, policy: Policy, sop_class: str) -> None:
         self.policy = policy
         self.public_overrides = public_overrides(policy.overrides)
         self.options = policy.options
+        self.retain_uids = "retain_uids" in policy.options
         self.sop_class = sop_class
         self.tables = profile.tables()
         overlay = self.tables.by_repeating_element.get((0x6000, 0x3000))
@@ -126,6 +161,24 @@ class _Checker:
 
     def _problem(self, ds: Dataset, elem, seq_path: tuple[str, ...]) -> str | None:
         """Why `elem` must not be in the output, or None."""
+        reason = self._structure(ds, elem, seq_path)
+        if reason is None and elem.VR == "UI" and not self.retain_uids and not self._uids_allowed(elem):
+            return "UID neither the standard's own nor a pseudonym"
+        return reason
+
+    def _uids_allowed(self, elem) -> bool:
+        """Every value of the UI element is empty, the standard's own or a pseudonym (a site's
+        `replace` override sets a value of its own)."""
+        raw = getattr(elem, "raw", None)
+        if raw is not None and raw_all_standard(raw.value):
+            return True  # checked in the raw bytes, not converted
+        override = self.public_overrides.get(int(elem.tag))
+        if override is not None and override.action == "replace":
+            return True
+        return all(not v or is_standard(v) or is_pseudonym(v)
+                   for v in (str(v).strip() for v in as_list(elem.value) if v is not None))
+
+    def _structure(self, ds: Dataset, elem, seq_path: tuple[str, ...]) -> str | None:
         tag = int(elem.tag)
         group, el = tag >> 16, tag & 0xFFFF
         if group % 2 == 1:
@@ -139,13 +192,13 @@ class _Checker:
             return "still present, a site override removes it" if override.action == "remove" else None
         rule = self.tables.by_tag.get(tag)
         if rule is None:
+            if tag not in DicomDictionary and mask_match(tag) is None:
+                return "public element the data dictionary does not define"
             return None
         code, reason = rule.action(self.options)
-        code = profile.resolve(code, self.sop_class, seq_path + (elem.keyword or "",))
+        code = profile.resolve(code, self.sop_class, seq_path + (elem.keyword or "",), self.policy.references)
         if code == "X":
             return f"still present, policy removes it ({reason}: X)"
-        if code == "U" and elem.VR == "UI" and not _pseudonymous(elem.value):
-            return "UID not replaced by a pseudonym"
         return None
 
     def _private_allowed(self, ds: Dataset, group: int, el: int) -> bool:
@@ -188,19 +241,15 @@ class _RawView:
     """A not yet converted public element of an explicit plain VR, as the check sees it: the
     same tag, VR and keyword the converted element has; its value converted on first use."""
 
-    __slots__ = ("ds", "tag", "VR", "keyword")
+    __slots__ = ("ds", "raw", "tag", "VR", "keyword")
 
     def __init__(self, ds: Dataset, raw: RawDataElement) -> None:
-        self.ds, self.tag, self.VR = ds, raw.tag, raw.VR
+        self.ds, self.raw, self.tag, self.VR = ds, raw, raw.tag, raw.VR
         self.keyword = dictionary_keyword(raw.tag) if dictionary_has_tag(raw.tag) else ""  # DataElement.keyword
 
     @property
     def value(self):
         return self.ds[self.tag].value
-
-
-def _pseudonymous(value) -> bool:
-    return all(not str(v).strip() or str(v).startswith("2.25.") for v in as_list(value))
 
 
 def _bulk_values(ds: Dataset) -> list[bytes]:
