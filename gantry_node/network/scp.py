@@ -69,7 +69,7 @@ def handle_store(event: evt.Event, inbox: Inbox, store: Store, audit: Audit) -> 
     own_uid = dataset_sop_instance_uid(data, transfer_syntax)
     if own_uid != source_uid:
         reason = ("data set has no readable SOP Instance UID" if own_uid is None
-                  else "the data set's SOP Instance UID differs from the Affected SOP Instance UID")
+                  else "data set SOP Instance UID is not the Affected SOP Instance UID")
         audit.event("store_refused", level="warning", calling_ae=calling, peer=peer,
                     status=f"0x{UID_MISMATCH:04X}", reason=reason)
         return _failure(UID_MISMATCH, reason)
