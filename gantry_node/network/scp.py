@@ -11,6 +11,13 @@ incoming dataset to a temporary file itself, before the handler runs, and a full
 aborts the association instead of letting us answer 0xA700. The encoded bytes are kept in
 memory for one instance per association (max_associations bounds it) and written by us, after
 a File Meta header of our own (`part10.file_meta`), straight from pynetdicom's buffer.
+
+An instance is known by the request's Affected SOP Instance UID, which must be the data set's
+own (else 0xA900, nothing stored). A re-sent UID is told apart by a SHA-256 of the data set
+as received: the same content is a duplicate (Success, nothing new); other content is a
+correction (`Store.add_received`: replaces a held copy, or is forwarded again).
+
+Who may connect, and for how long, is the Gate's (network/gate.py); TLS too.
 """
 
 from __future__ import annotations
