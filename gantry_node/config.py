@@ -30,10 +30,15 @@ DECOMPRESS = ("never", "lossless", "always")
 SCHEMA_KEYS = (
     "node", "node.ae_title", "node.bind", "node.port", "node.max_pdu", "node.max_associations",
     "node.allowed_calling_aets", "node.allowed_addresses", "node.network_timeout", "node.tcp_nodelay",
+    "node.artim_timeout", "node.max_connections_per_address", "node.max_associations_per_calling_ae",
+    "node.tls", "node.tls.certificate", "node.tls.key", "node.tls.ca_bundle",
+    "node.tls.require_client_certificate", "node.tls.min_version", "node.tls.port",
     "destinations", "destinations[].name", "destinations[].type", "destinations[].ae_title",
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
     "destinations[].timeout", "destinations[].max_pdu", "destinations[].decompress",
+    "destinations[].tls", "destinations[].tls.ca_bundle", "destinations[].tls.certificate",
+    "destinations[].tls.key", "destinations[].tls.min_version", "destinations[].tls.verify_hostname",
     "policy", "secret_file", "certificates", "reversible", "reversible.algorithm", "pixels",
     "workers", "workers.processes", "workers.batch",
     "retention", "retention.raw",
@@ -48,6 +53,32 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
 
 
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """node.tls: the SCP's certificate and key, and which clients it accepts."""
+
+    certificate: str
+    key: str
+    ca_bundle: str | None = None  # CAs a client certificate must chain to
+    require_client_certificate: bool = False
+    min_version: str = "1.2"
+    port: int | None = None  # None: node.port speaks TLS only; else a TLS listener beside the plain one
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """destinations[].tls: how the SCU checks the destination, and its own certificate."""
+
+    ca_bundle: str | None = None  # None: the system's trusted CAs
+    certificate: str | None = None
+    key: str | None = None
+    min_version: str = "1.2"
+    verify_hostname: bool = True
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     ae_title: str = "GANTRY"
@@ -57,8 +88,12 @@ class NodeSettings:
     max_associations: int = 10
     allowed_calling_aets: tuple[str, ...] = ()  # empty: any calling AE title
     allowed_addresses: tuple[str, ...] = ()  # empty: any source; else addresses or networks (CIDR)
-    network_timeout: float = 60.0
+    network_timeout: float = 60.0  # also the longest one PDU may take to arrive
     tcp_nodelay: bool = True
+    artim_timeout: float = 5.0  # PS3.8 ARTIM: from connect to a complete A-ASSOCIATE-RQ (and TLS handshake)
+    max_connections_per_address: int | None = None  # None: no limit per source address
+    max_associations_per_calling_ae: int | None = None  # None: no limit per calling AE title
+    tls: ServerTls | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +111,7 @@ class Destination:
     timeout: float = 30.0
     max_pdu: int = 262144
     decompress: str = "lossless"  # when the destination refuses a compressed syntax: DECOMPRESS
+    tls: ClientTls | None = None  # None: plain TCP
 
 
 @dataclass(frozen=True)
@@ -190,7 +226,7 @@ def config_from_mapping(doc: Any, base: Path | None = None) -> Config:
         log_cfg = Logging(file=path_of(log_file, "logging.file") if log_file is not None else None,
                           stdout=_bool(logging, "stdout", True, "logging"))
     return Config(
-        node=_node(doc.get("node")),
+        node=_node(doc.get("node"), path_of),
         destinations=_destinations(doc.get("destinations"), path_of),
         policy=policy,
         secret_file=secret,
@@ -258,7 +294,76 @@ def _string_list(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _node(doc: Any) -> NodeSettings:
+def _optional_int(doc: Mapping, key: str, lo: int, hi: int, where: str) -> int | None:
+    return None if doc.get(key) is None else _int(doc, key, 0, lo, hi, where)
+
+
+def _tls_mapping(doc: Mapping, where: str) -> Mapping:
+    value = doc.get("tls")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}.tls: expected a mapping")
+    prefix = "node.tls." if where == "node" else "destinations[].tls."
+    _unknown(value, [k.removeprefix(prefix) for k in SCHEMA_KEYS if k.startswith(prefix)], f"{where}.tls")
+    version = value.get("min_version", "1.2")
+    if version not in TLS_VERSIONS:
+        raise ConfigError(f"{where}.tls.min_version: expected one of {', '.join(TLS_VERSIONS)}, got {version!r}")
+    return value
+
+
+def _server_tls(doc: Mapping, path_of) -> ServerTls | None:
+    if doc.get("tls") is None:
+        return None
+    t = _tls_mapping(doc, "node")
+    for key in ("certificate", "key"):
+        if key not in t:
+            raise ConfigError(f"node.tls.{key}: a TLS listener needs a certificate and its key")
+    require = _bool(t, "require_client_certificate", False, "node.tls")
+    if require and t.get("ca_bundle") is None:
+        raise ConfigError("node.tls.ca_bundle: require_client_certificate needs the CAs to check clients against")
+    tls = ServerTls(
+        certificate=str(path_of(t["certificate"], "node.tls.certificate")),
+        key=str(path_of(t["key"], "node.tls.key")),
+        ca_bundle=str(path_of(t["ca_bundle"], "node.tls.ca_bundle")) if t.get("ca_bundle") is not None else None,
+        require_client_certificate=require,
+        min_version=t.get("min_version", "1.2"),
+        port=_optional_int(t, "port", 1, 65535, "node.tls"),
+    )
+    _check_tls(lambda: _tls_module().server_context(tls))
+    return tls
+
+
+def _client_tls(item: Mapping, where: str, path_of) -> ClientTls | None:
+    if item.get("tls") is None:
+        return None
+    t = _tls_mapping(item, where)
+    if ("certificate" in t) != ("key" in t):
+        raise ConfigError(f"{where}.tls.certificate: a client certificate needs its key (and the key its certificate)")
+    tls = ClientTls(
+        ca_bundle=str(path_of(t["ca_bundle"], f"{where}.tls.ca_bundle")) if t.get("ca_bundle") is not None else None,
+        certificate=str(path_of(t["certificate"], f"{where}.tls.certificate")) if "certificate" in t else None,
+        key=str(path_of(t["key"], f"{where}.tls.key")) if "key" in t else None,
+        min_version=t.get("min_version", "1.2"),
+        verify_hostname=_bool(t, "verify_hostname", True, f"{where}.tls"),
+    )
+    _check_tls(lambda: _tls_module().client_context(tls, f"{where}.tls"))
+    return tls
+
+
+def _tls_module():
+    from gantry_node.network import tls
+
+    return tls
+
+
+def _check_tls(build) -> None:
+    """Build the SSL context once now, so a bad file refuses to start (naming the key)."""
+    try:
+        build()
+    except _tls_module().TlsSettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _node(doc: Any, path_of) -> NodeSettings:
     if doc is None:
         return NodeSettings()
     if not isinstance(doc, Mapping):
@@ -279,6 +384,9 @@ def _node(doc: Any) -> NodeSettings:
             raise ConfigError(f"node.allowed_addresses: {a!r} is not an address or network") from None
     aets = tuple(_ae(a, "node.allowed_calling_aets") for a in _string_list(
         doc.get("allowed_calling_aets"), "node.allowed_calling_aets"))
+    tls = _server_tls(doc, path_of)
+    if tls is not None and tls.port == doc.get("port", d.port):
+        raise ConfigError("node.tls.port: must differ from node.port (omit it to make node.port TLS-only)")
     return NodeSettings(
         ae_title=_ae(doc.get("ae_title", d.ae_title), "node.ae_title"),
         bind=bind,
@@ -289,6 +397,10 @@ def _node(doc: Any) -> NodeSettings:
         allowed_addresses=addresses,
         network_timeout=_number(doc, "network_timeout", d.network_timeout, "node"),
         tcp_nodelay=_bool(doc, "tcp_nodelay", d.tcp_nodelay, "node"),
+        artim_timeout=_number(doc, "artim_timeout", d.artim_timeout, "node"),
+        max_connections_per_address=_optional_int(doc, "max_connections_per_address", 1, 10000, "node"),
+        max_associations_per_calling_ae=_optional_int(doc, "max_associations_per_calling_ae", 1, 1000, "node"),
+        tls=tls,
     )
 
 
@@ -327,6 +439,7 @@ def _destinations(doc: Any, path_of) -> tuple[Destination, ...]:
             timeout=_number(item, "timeout", d.timeout, where),
             max_pdu=_int(item, "max_pdu", d.max_pdu, 0, 2**32 - 1, where),
             decompress=item.get("decompress", d.decompress),
+            tls=_client_tls(item, where, path_of),
         )
         if common["decompress"] not in DECOMPRESS:
             raise ConfigError(f"{where}.decompress: expected one of {', '.join(DECOMPRESS)}, "

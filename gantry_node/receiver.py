@@ -87,18 +87,17 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     audit = Audit(store, config.audit_file, config.logging.stdout)
     try:
         try:
-            server = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit)
+            scp = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit)
         except OSError as exc:
             pipe.send(("error", exc.errno or 0, exc.strerror or type(exc).__name__))
             return
         pipe.send(("ready",))
         with contextlib.suppress(EOFError, OSError):
             pipe.recv()  # "stop", or EOF when the main process is gone
-        server.shutdown()  # no new associations; the ones in progress go on in their threads
+        scp.shutdown()  # no new associations; the ones in progress go on in their threads
         deadline = time.monotonic() + DRAIN_SECONDS
-        # only established ones: a bare TCP connection (a port probe) sits in pynetdicom as an
-        # acceptor waiting for an A-ASSOCIATE-RQ until the ACSE timeout
-        while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
+        # only associations: a bare TCP connection (a port probe) is dropped by the ARTIM timer
+        while scp.busy() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         audit.close()

@@ -21,9 +21,9 @@ def _copy(dest="research"):
 
 def test_lifecycle_and_duplicates(tmp_path):
     store = Store(tmp_path / "db")
-    iid, outcome, _ = store.add_received("1.2.3", CT, ELE, "/in/a", "CT", "::1")
+    iid, outcome, _, _ = store.add_received("1.2.3", CT, ELE, "/in/a", "CT", "::1", "d1")
     assert outcome == "new"
-    assert store.add_received("1.2.3", "x", "y", "/in/b", "CT", "::1")[1] == "duplicate"
+    assert store.add_received("1.2.3", "x", "y", "/in/b", "CT", "::1", "d1")[1] == "duplicate"
     [row] = store.claim(10)
     assert row.id == iid and store.get(iid).state == "processing"
     assert store.requeue_processing() == 1 and store.get(iid).state == "received"
@@ -32,10 +32,41 @@ def test_lifecycle_and_duplicates(tmp_path):
     [delivery] = store.due_deliveries("research", 10)
     assert store.delivered([delivery]) == [iid]
     assert store.get(iid).state == "forwarded"
-    # the same instance sent again after forwarding is processed again under the same row
-    assert store.add_received("1.2.3", "x", "1.2.840.10008.1.2.1", "/in/c", "CT", "::1")[1:] == ("requeued", "/in/a")
-    assert store.get(iid).state == "received"
+    # the same content sent again after forwarding: nothing new
+    assert store.add_received("1.2.3", "x", ELE, "/in/c", "CT", "::1", "d1")[1:] == ("duplicate", None, "forwarded")
+    # different content after forwarding: a correction, processed and forwarded again under the same row
+    assert store.add_received("1.2.3", CT, ELE, "/in/c", "CT", "::1", "d2")[1:] == ("corrected", "/in/a", "forwarded")
+    assert store.get(iid).state == "received" and store.get(iid).raw_path == "/in/c"
     assert sum(store.counts().values()) == 1
+
+
+def test_a_correction_replaces_a_held_copy_in_any_state(tmp_path):
+    store = Store(tmp_path / "db")
+    iid = store.add_received("1.2.5", CT, ELE, "/in/a", "CT", "::1", "d1")[0]
+    # quarantined: the correction is processed anew
+    store.claim(1)
+    store.mark_quarantined(iid, "verification finding", "verify")
+    assert store.add_received("1.2.5", CT, ELE, "/in/b", "CT", "::1", "d2")[1:] == ("replaced", "/in/a", "quarantined")
+    row = store.get(iid)
+    assert (row.state, row.raw_path, row.reason) == ("received", "/in/b", None)
+    # clean, not yet forwarded: its pending deliveries go, the correction is processed instead
+    store.claim(1)
+    store.mark_clean(iid, [_copy()])
+    assert store.add_received("1.2.5", CT, ELE, "/in/c", "CT", "::1", "d3")[1] == "replaced"
+    assert store.get(iid).state == "received" and not store.due_deliveries("research", 10)
+    # processing: the worker's result for the old copy is dropped and the row requeued
+    [claimed] = store.claim(1)
+    assert claimed.raw_path == "/in/c"
+    assert store.add_received("1.2.5", CT, ELE, "/in/d", "CT", "::1", "d4")[1:] == ("replaced", "/in/c", "processing")
+    assert store.get(iid).state == "processing"
+    store.mark_clean(iid, [_copy()])  # the old copy's outcome
+    assert store.get(iid).state == "received" and not store.due_deliveries("research", 10)
+    [again] = store.claim(1)
+    assert again.raw_path == "/in/d"
+    store.mark_clean(iid, [_copy()])
+    assert store.get(iid).state == "clean" and len(store.due_deliveries("research", 10)) == 1
+    # rows from before digests were kept count as different content: never dropped
+    assert store.add_received("1.2.5", CT, ELE, "/in/e", "CT", "::1", None)[1] == "replaced"
 
 
 def test_forward_failed_and_release(tmp_path):

@@ -14,6 +14,7 @@ decoded, in Explicit VR Little Endian, if `destinations[].decompress` allows it:
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from pydicom import dcmread
@@ -24,6 +25,7 @@ from pynetdicom.association import Association
 
 from gantry_node.config import Destination
 from gantry_node.network.tcp import nodelay_handlers
+from gantry_node.network.tls import client_context
 from gantry_node.pixels.codec import LOSSY_SYNTAXES, PixelDecodeError, to_native
 
 _config.STORE_SEND_CHUNKED_DATASET = True
@@ -89,6 +91,7 @@ class DicomPeer:
         self.assoc: Association | None = None
         self.proposed: frozenset[tuple[str, str]] = frozenset()
         self.contexts: frozenset[tuple[str, str]] = frozenset()  # accepted (SOP class, syntax)
+        self._tls_context: ssl.SSLContext | None = None
 
     def may_decompress(self, transfer_syntax: str) -> bool:
         if self.dest.decompress == "never" or not needs_decoding(transfer_syntax):
@@ -101,6 +104,15 @@ class DicomPeer:
         own = [(sop, [ts]) for sop, ts in sorted(pairs)]
         fallback = sorted({sop for sop, ts in pairs if self.may_decompress(ts)})
         return (own + [(sop, list(UNCOMPRESSED)) for sop in fallback])[:MAX_CONTEXTS]
+
+    def _tls_args(self) -> tuple[ssl.SSLContext, str | None] | None:
+        """destinations[].tls: pynetdicom's (context, server_hostname); the context is built
+        once (it was checked at start), the handshake runs within the connection timeout."""
+        if self.dest.tls is None:
+            return None
+        if self._tls_context is None:
+            self._tls_context = client_context(self.dest.tls, f"destinations[{self.dest.name}].tls")
+        return self._tls_context, self.dest.host
 
     def ensure(self, pairs: set[tuple[str, str]]) -> SendResult | None:
         """An association that proposed every pair (up to MAX_CONTEXTS); None, or why not."""
@@ -115,7 +127,7 @@ class DicomPeer:
         for sop_class, syntaxes in contexts:
             ae.add_requested_context(sop_class, syntaxes)
         assoc = ae.associate(self.dest.host, self.dest.port, ae_title=self.dest.ae_title,
-                             evt_handlers=nodelay_handlers(self.tcp_nodelay))
+                             evt_handlers=nodelay_handlers(self.tcp_nodelay), tls_args=self._tls_args())
         if not assoc.is_established:
             if assoc.is_rejected:
                 return SendResult(False, None, "association rejected by the destination", transport=True)

@@ -130,42 +130,60 @@ class Store:
     # --- receiving ---------------------------------------------------------------------------
 
     def known(self, source_uid: str) -> dict | None:
-        rows = self._query("SELECT id, state, raw_path, raw_purged FROM instances WHERE source_uid = ?",
-                           [source_uid])
+        rows = self._query("SELECT id, state, raw_path, raw_purged, content_digest FROM instances "
+                           "WHERE source_uid = ?", [source_uid])
         return rows[0] if rows else None
 
     def add_received(self, source_uid: str, sop_class: str, transfer_syntax: str, raw_path: str,
-                     calling_ae: str, peer: str) -> tuple[int, str, str | None]:
-        """Record a received instance. Returns (id, outcome, replaced raw path):
-        outcome "new", "duplicate" (already held: the new copy is not needed) or "requeued"
-        (already forwarded or purged: processed and forwarded again, under the same UIDs)."""
+                     calling_ae: str, peer: str, digest: str | None = None) -> tuple[int, str, str | None, str | None]:
+        """Record a received instance. Returns (id, outcome, replaced raw path, previous state).
+
+        outcome: "new"; "duplicate" (the same content is already held or was forwarded: the
+        new copy is not needed); "replaced" (different content, the held copy was not
+        forwarded yet: the new one is processed instead of it, whatever state it was in);
+        "corrected" (different content, the old one was forwarded or purged: the new one is
+        processed and forwarded again, under the same UIDs). A `digest` of None (or a row
+        from before digests were kept) counts as different content."""
         now = self.clock()
         with self._tx(durable=True) as conn:
-            row = conn.execute("SELECT id, state, raw_path FROM instances WHERE source_uid = ?",
-                               [source_uid]).fetchone()
+            row = conn.execute("SELECT id, state, raw_path, content_digest, raw_purged FROM instances "
+                               "WHERE source_uid = ?", [source_uid]).fetchone()
             if row is None:
                 cur = conn.execute(
                     "INSERT INTO instances (source_uid, sop_class, transfer_syntax, raw_path, state, calling_ae, peer,"
-                    " received_at, updated_at) VALUES (?, ?, ?, ?, 'received', ?, ?, ?, ?)",
-                    [source_uid, sop_class, transfer_syntax, raw_path, calling_ae, peer, now, now])
-                return cur.lastrowid, "new", None
-            instance_id, state, old_path = row
-            if state not in ("forwarded", "purged"):
-                return instance_id, "duplicate", None
+                    " received_at, updated_at, content_digest) VALUES (?, ?, ?, ?, 'received', ?, ?, ?, ?, ?)",
+                    [source_uid, sop_class, transfer_syntax, raw_path, calling_ae, peer, now, now, digest])
+                return cur.lastrowid, "new", None, None
+            instance_id, state, old_path, old_digest, purged = row
+            if digest is not None and digest == old_digest:
+                return instance_id, "duplicate", None, state
+            outcome = "corrected" if state in ("forwarded", "purged") else "replaced"
+            # a worker holds the old copy: keep the row in processing and flag it; its result is
+            # then dropped and the row requeued (see _superseded), so the new copy's clean file
+            # is always written after the old one's
+            next_state = "processing" if state == "processing" else "received"
             conn.execute(
-                "UPDATE instances SET state = 'received', raw_path = ?, transfer_syntax = ?, reason = NULL,"
-                " stage = NULL, raw_purged = 0, process_attempts = 0, updated_at = ? WHERE id = ?",
-                [raw_path, transfer_syntax, now, instance_id])
+                "UPDATE instances SET state = ?, raw_path = ?, sop_class = ?, transfer_syntax = ?, reason = NULL,"
+                " stage = NULL, raw_purged = 0, process_attempts = 0, content_digest = ?, calling_ae = ?, peer = ?,"
+                " superseded = ?, updated_at = ? WHERE id = ?",
+                [next_state, raw_path, sop_class, transfer_syntax, digest, calling_ae, peer,
+                 int(state == "processing"), now, instance_id])
             conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
-            return instance_id, "requeued", old_path
+            return instance_id, outcome, None if purged else old_path, state
+
+    def _superseded(self, conn: sqlite3.Connection, instance_id: int) -> bool:
+        """A corrected copy arrived while this row was processed: requeue it (the new raw file)
+        instead of recording the old copy's outcome."""
+        return conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ? "
+                            "WHERE id = ? AND superseded = 1", [self.clock(), instance_id]).rowcount > 0
 
     # --- processing --------------------------------------------------------------------------
 
     def requeue_processing(self) -> int:
         """On start: rows a previous run left in `processing` are redone from the raw file."""
         with self._tx() as conn:
-            return conn.execute("UPDATE instances SET state = 'received', updated_at = ? WHERE state = 'processing'",
-                                [self.clock()]).rowcount
+            return conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ? "
+                                "WHERE state = 'processing'", [self.clock()]).rowcount
 
     def requeue_clean(self) -> int:
         """After an unclean stop: clean-but-unforwarded instances are derived again from their
@@ -176,7 +194,7 @@ class Store:
 
     def requeue_one(self, instance_id: int) -> None:
         with self._tx() as conn:
-            conn.execute("UPDATE instances SET state = 'received', updated_at = ? "
+            conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ? "
                          "WHERE id = ? AND state = 'processing'",
                          [self.clock(), instance_id])
 
@@ -198,6 +216,8 @@ class Store:
                 self._mark_clean(conn, instance_id, copies)
 
     def _mark_clean(self, conn: sqlite3.Connection, instance_id: int, copies: list[CleanCopy]) -> None:
+        if self._superseded(conn, instance_id):
+            return
         now = self.clock()
         first = copies[0]
         conn.execute("UPDATE instances SET state = 'clean', clean_uid = ?, study_uid = ?, series_uid = ?,"
@@ -212,6 +232,8 @@ class Store:
 
     def mark_quarantined(self, instance_id: int, reason: str, stage: str) -> None:
         with self._tx() as conn:
+            if self._superseded(conn, instance_id):
+                return
             conn.execute("UPDATE instances SET state = 'quarantined', reason = ?, stage = ?, updated_at = ? "
                          "WHERE id = ?", [reason, stage, self.clock(), instance_id])
 

@@ -43,8 +43,18 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
                "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
 
 
+def _v2_content_digest(db: sqlite_utils.Database) -> None:
+    # content_digest: SHA-256 of the data set as received, to tell a corrected re-send from an
+    # identical one (NULL for rows from before: treated as different, so nothing is dropped).
+    # superseded: a corrected copy arrived while a worker held the old one; its result is then
+    # not recorded and the row is processed again from the new raw file.
+    db["instances"].add_column("content_digest", str)
+    db["instances"].add_column("superseded", int, not_null_default=0)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("initial schema", _v1_initial),
+    ("content digest of received instances", _v2_content_digest),
 ]
 
 

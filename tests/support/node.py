@@ -129,13 +129,13 @@ def storescu(port: int, files: list[Path] | Path, calling: str = "MODALITY", cal
 
 @contextmanager
 def storescp(folder: Path, ae_title: str = "RESEARCH", port: int | None = None,
-             accept: str = "+xa") -> Iterator[int]:
+             accept: str = "+xa", extra: tuple[str, ...] = ()) -> Iterator[int]:
     """A dcmtk storescp writing what it receives into `folder`; yields its port. `accept` is
     its transfer syntax option: +xa every syntax it supports, +x= uncompressed only."""
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
-        ["storescp", "-aet", ae_title, "-od", str(folder), accept, str(port)],
+        ["storescp", "-aet", ae_title, "-od", str(folder), accept, *extra, str(port)],
         env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
