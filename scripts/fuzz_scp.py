@@ -364,6 +364,10 @@ def main() -> int:
     print(f"acknowledged {len(acknowledged)}; index states {dict(states)}; "
           f"received by the destination {len(list(research.iterdir()))}")
     print(f"crashes {crashes}, hangs {hangs}, acknowledged-but-lost {len(lost)}, stuck {len(stuck)}")
+    for uid in sorted(lost)[:5]:  # synthetic UIDs, no PHI: to find the case again
+        print(f"  lost: {uid}")
+    for uid in sorted(held - acknowledged)[:5]:
+        print(f"  held but not acknowledged: {uid!r}")
     print("peak RSS (MB) before -> after: " + ", ".join(
         f"{name} {rss_before.get(name, 0) / 1024:.0f} -> {kb / 1024:.0f}" for name, kb in sorted(rss_after.items())))
     if args.keep:
