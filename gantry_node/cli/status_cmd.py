@@ -75,7 +75,7 @@ def _components(config) -> dict:
     components = []
     for c in doc.get("components", []):
         state = ComponentState(**c)
-        components.append({**c, "label": state.label() if doc["running"] else f"{state.state} (node not running)"})
+        components.append({**c, "label": state.label() if doc["running"] else state.state})
     pid = doc.get("pid")
     return {"state": f"running (pid {pid})" if doc["running"] else "not running", "pid": pid,
             "components": components}
