@@ -21,13 +21,14 @@ import structlog
 EVENTS = (
     "node_started", "node_stopped", "association_accepted", "association_rejected", "received", "duplicate",
     "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
-    "delivery_retry", "forward_failed", "purged", "released", "recovered",
+    "delivery_retry", "forward_failed", "purged", "released", "recovered", "component_failed",
 )
 FIELDS = frozenset({
     "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",
     "peer", "destination", "status", "reason", "stage", "attempts", "count", "ae_title", "port", "bind",
     "state", "retry_in", "withheld", "secret_created", "outcome", "changes", "decompressed_from",
     "problems",  # library_warnings.Problem as text: tag, keyword and kind, never the value
+    "component", "exception",  # component_failed: a component's name, an exception's type name
 })
 
 

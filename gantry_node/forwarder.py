@@ -5,6 +5,12 @@ per delivery, and the destination as a whole backs off too so a PACS that is dow
 hammered; after `max_attempts` the instance becomes forward_failed and shows in `status`.
 Warning statuses (B000, B006, B007) count as delivered and are logged. Delivery is
 at-least-once: an instance sent again after a crash carries the same pseudonymous UIDs.
+
+A poison instance (sending it raises: pynetdicom refuses a clean file whose SOP Instance UID
+has two values with a TypeError) is `forward_failed` at once, with the reason "send failed:
+<ExceptionType>", and the next instance goes on; retrying it could only fail the same way.
+Anything else that escapes `run()` (a store error) is the supervisor's: it is audited and
+the forwarder restarted; deliveries are rows, so nothing in hand is lost.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from gantry_node.audit import Audit
 from gantry_node.config import Destination
 from gantry_node.dicomio import write_atomic
 from gantry_node.network.scu import DicomPeer, SendResult
-from gantry_node.store import Delivery, Store
+from gantry_node.store import Delivery, Store, StoreError
 
 IDLE_RELEASE_SECONDS = 5.0
 
@@ -28,10 +34,12 @@ def backoff(dest: Destination, attempts: int) -> float:
     return min(dest.backoff_max, dest.backoff_initial * 2 ** max(0, attempts - 1))
 
 
-class Forwarder(threading.Thread):
+class Forwarder:
+    """One destination's sender; `run()` is the supervised component."""
+
     def __init__(self, dest: Destination, store: Store, audit: Audit, calling_ae: str, stop: threading.Event,
                  on_forwarded: Callable[[list[int]], None], tcp_nodelay: bool = True, batch: int = 32):
-        super().__init__(name=f"forward-{dest.name}", daemon=True)
+        self.name = f"forward-{dest.name}"
         self.dest, self.store, self.audit, self.stop_event = dest, store, audit, stop
         self.on_forwarded = on_forwarded
         self.batch = batch
@@ -42,21 +50,24 @@ class Forwarder(threading.Thread):
 
     def run(self) -> None:
         last_work = time.monotonic()
-        while not self.stop_event.is_set():
-            if time.monotonic() < self.paused_until:
-                self.stop_event.wait(min(0.5, self.paused_until - time.monotonic()))
-                continue
-            due = self.store.due_deliveries(self.dest.name, self.batch)
-            if not due:
-                if self.peer is not None and time.monotonic() - last_work > IDLE_RELEASE_SECONDS:
-                    self.peer.close()
-                self.wakeup.wait(0.2)
-                self.wakeup.clear()
-                continue
-            last_work = time.monotonic()
-            self.send_batch(due)
-        if self.peer is not None:
-            self.peer.close()
+        try:
+            while not self.stop_event.is_set():
+                if time.monotonic() < self.paused_until:
+                    self.stop_event.wait(min(0.5, self.paused_until - time.monotonic()))
+                    continue
+                due = self.store.due_deliveries(self.dest.name, self.batch)
+                if not due:
+                    if self.peer is not None and time.monotonic() - last_work > IDLE_RELEASE_SECONDS:
+                        self.peer.close()
+                    self.wakeup.wait(0.2)
+                    self.wakeup.clear()
+                    continue
+                last_work = time.monotonic()
+                self.send_batch(due)
+        finally:
+            if self.peer is not None:
+                # also after a failure: the supervisor's restart starts from a fresh association
+                self.peer.close(abort=not self.stop_event.is_set())
 
     def send_batch(self, due: list[Delivery]) -> None:
         if self.peer is not None:
@@ -75,7 +86,10 @@ class Forwarder(threading.Thread):
             for d in due:
                 if self.stop_event.is_set():
                     return
-                result = self.send_one(d)
+                result = self.guarded_send(d)
+                if result.poison:
+                    self.poisoned(d, result.note)
+                    continue
                 if result.delivered:
                     self.failures = 0
                     done.append(d)
@@ -92,6 +106,18 @@ class Forwarder(threading.Thread):
                 complete = self.store.delivered(done)
                 if complete:
                     self.on_forwarded(complete)
+
+    def guarded_send(self, d: Delivery) -> SendResult:
+        """`send_one`, with whatever it raises pinned on this instance (never on the thread).
+        The store's errors are not the instance's fault and go to the supervisor."""
+        try:
+            return self.send_one(d)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- one instance must not stop the queue
+            if self.peer is not None:
+                self.peer.close(abort=True)  # its state after an exception is unknown
+            return SendResult(False, None, f"send failed: {type(exc).__name__}", poison=True)
 
     def send_one(self, d: Delivery) -> SendResult:
         if not Path(d.clean_path).is_file():
@@ -124,6 +150,12 @@ class Forwarder(threading.Thread):
         self.store.delivery_failed(d, note, time.time() + wait)
         self.audit.event("delivery_retry", level="warning", instance=d.instance_id, destination=self.dest.name,
                          sop_uid=d.clean_uid, attempts=attempts, reason=note, retry_in=round(wait, 2))
+
+    def poisoned(self, d: Delivery, note: str) -> None:
+        """Sending this instance raised: held as forward_failed now (release or purge it)."""
+        self.store.delivery_failed(d, note, None)
+        self.audit.event("forward_failed", level="error", instance=d.instance_id, destination=self.dest.name,
+                         sop_uid=d.clean_uid, attempts=d.attempts + 1, reason=note)
 
     def pause(self) -> None:
         self.failures += 1

@@ -4,10 +4,17 @@ forwarders and the cleanup thread.
 Start-up is also recovery: rows a killed run left in `processing` are redone, inbox files no
 row refers to (never acknowledged) and outbox files no undelivered delivery refers to are
 removed, and forwarding resumes where it stopped.
+
+Every long-running part runs under one Supervisor (gantry_node.supervise): the dispatcher's
+claim loop and recorder, one forwarder per destination, the cleanup loop, and a watcher of
+the receiver process. `healthy()` is False once any of them has failed for good; `serve` then
+stops and exits non-zero. The clean-stop marker is written only when every component stopped
+in order, after a sync: its presence is what lets the next start trust the outbox files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -21,9 +28,11 @@ from gantry_node.forwarder import Forwarder
 from gantry_node.inbox import Inbox
 from gantry_node.receiver import Receiver
 from gantry_node.store import Store
+from gantry_node.supervise import STATUS_FILE, ComponentExited, StatusFile, Supervisor
 from gantry_node.worker import Dispatcher
 
 DAY = 86400.0
+
 
 
 def prepare_data_dir(config: Config) -> bool:
@@ -70,7 +79,10 @@ class Node:
         self.forwarders: list[Forwarder] = []
         self.receiver: Receiver | None = None
         self.forwarded: queue.Queue[list[int]] = queue.Queue()  # instance ids, for the cleanup thread
-        self.threads: list[threading.Thread] = []
+        self._cleaning: list[int] = []  # ids taken off `forwarded`, kept across a cleanup restart
+        self.supervisor = Supervisor(self.audit, self.stop_event, StatusFile(config.data_dir / STATUS_FILE))
+        self.receiver_stopping = threading.Event()
+        self.forwarders_stopped = threading.Event()  # then the cleanup loop may end once it is empty
         # present only after an orderly stop; its absence at start means a crash or power cut
         self.clean_stop_marker = config.data_dir / "stopped-cleanly"
 
@@ -90,21 +102,38 @@ class Node:
         self.forwarders = [Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
                                      self._forwarded, cfg.node.tcp_nodelay) for d in cfg.effective_destinations()]
         self.dispatcher.warm_up()
-        self.dispatcher.start()
+        sup = self.supervisor
+        sup.add("dispatcher", self.dispatcher.run)
+        sup.add("recorder", self.dispatcher.record_loop)
         for f in self.forwarders:
-            f.start()
-        cleaner = threading.Thread(target=self._cleanup_loop, name="cleanup", daemon=True)
-        cleaner.start()
-        self.threads = [self.dispatcher, *self.forwarders, cleaner]
+            sup.add(f.name, f.run)
+        sup.add("cleanup", self._cleanup_loop)
         self.receiver = Receiver(cfg)
         self.receiver.start()
+        # a dead receiver is not restarted here: the node exits and systemd starts it again
+        sup.add("receiver", self._watch_receiver, restart=False, stopping=self.receiver_stopping)
         self.audit.event("node_started", ae_title=cfg.node.ae_title, bind=cfg.node.bind, port=cfg.node.port,
                          secret_created=self.secret_created)
 
     def healthy(self) -> bool:
-        """False once the receiver process has died (the node then exits, and its supervisor
-        restarts it)."""
-        return self.receiver is None or self.receiver.alive()
+        """False once any component has failed for good or the receiver process has died (the
+        node then exits, and its supervisor restarts it). A component in its restart backoff
+        is not dead: that is the retry."""
+        receiver_ok = self.receiver is None or self.receiver_stopping.is_set() or self.receiver.alive()
+        return receiver_ok and self.supervisor.healthy()
+
+    def failed_components(self) -> list[str]:
+        failed = self.supervisor.failed()
+        if self.receiver is not None and not self.receiver_stopping.is_set() and not self.receiver.alive() \
+                and "receiver" not in failed:
+            failed.append("receiver")
+        return failed
+
+    def _watch_receiver(self) -> None:
+        assert self.receiver is not None
+        while not self.receiver_stopping.wait(0.5):
+            if not self.receiver.alive():
+                raise ComponentExited("the receiver process exited")
 
     def _wake_forwarders(self) -> None:
         for f in self.forwarders:
@@ -121,14 +150,16 @@ class Node:
         period = 1.0 if keep == "immediately" else 60.0
         next_sweep = time.monotonic() + period
         while True:
-            try:
-                ids = self.forwarded.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop_event.is_set():
-                    return
-                ids = []
-            if ids:
-                self._clean_up(ids, keep)
+            if not self._cleaning:
+                try:
+                    self._cleaning = self.forwarded.get(timeout=0.5)
+                except queue.Empty:
+                    if self.forwarders_stopped.is_set():
+                        return
+            if self._cleaning:
+                # a failure here leaves the ids in hand: the restarted loop does them again
+                self._clean_up(self._cleaning, keep)
+                self._cleaning = []
             if keep != "keep" and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + period
                 days = 0 if keep == "immediately" else int(keep)
@@ -154,17 +185,36 @@ class Node:
         for row in rows:
             self.audit.event("purged", instance=row.id, reason=f"retention {self.config.retention.raw}")
 
-    def stop(self) -> None:
+    def stop(self, reason: str | None = None) -> bool:
+        """Stop every component in order: the receiver (no new instances; associations in
+        progress finish), the claim loop and forwarders, the workers, the recorder, cleanup.
+        Returns True, and leaves the clean-stop marker, only if each of them stopped in order."""
+        sup = self.supervisor
+        self.receiver_stopping.set()
+        in_order = True
         if self.receiver is not None:
-            self.receiver.stop()  # no new instances first; associations in progress finish
+            self.receiver.stop()
+            in_order = self.receiver.process.exitcode == 0
         self.stop_event.set()
-        for t in self.threads:
-            if t is not self.dispatcher:
-                t.join(timeout=10)
+        in_order &= sup.join(["receiver", "dispatcher", *(f.name for f in self.forwarders)])
+        self.forwarders_stopped.set()
         if self.dispatcher is not None:
             self.dispatcher.shutdown()
-            self.dispatcher.join(timeout=10)
-        self.audit.event("node_stopped")
-        self.audit.close()
+        in_order &= sup.join(["recorder", "cleanup"])
+        in_order &= sup.healthy()
+        with contextlib.suppress(Exception):  # a full disk must not keep the node from stopping
+            self.audit.event("node_stopped", **({} if in_order and not reason else {
+                "level": "error", "reason": reason or "not every component stopped in order"}))
+        with contextlib.suppress(Exception):
+            self.audit.close()
         self.store.close()
-        self.clean_stop_marker.touch()
+        if in_order:
+            # the marker vouches for the outbox files (written without fsync): on disk first
+            os.sync()
+            self.clean_stop_marker.touch()
+            fd = os.open(self.config.data_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return in_order

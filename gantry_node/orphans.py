@@ -9,11 +9,15 @@ import time
 
 def exit_when_orphaned(parent_pid: int, every: float = 1.0) -> None:
     """Exit this process as soon as `parent_pid` is no longer its parent (looked at `every`
-    seconds, in a daemon thread)."""
+    seconds, in a daemon thread). The watcher is the child's own supervisor: if it fails, the
+    process exits too (status 70, EX_SOFTWARE) rather than go on unwatched; its work is redone."""
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(every)
+        try:
+            while os.getppid() == parent_pid:
+                time.sleep(every)
+        except BaseException:  # noqa: BLE001 -- an unwatched child must not linger
+            os._exit(70)
         os._exit(0)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()

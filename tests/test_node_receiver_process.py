@@ -43,7 +43,10 @@ def test_receiver_is_its_own_process_and_its_death_stops_the_node(tmp_path, run_
         os.kill(receivers[0], signal.SIGKILL)
         assert node.wait(timeout=20) == 1
     audit = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
-    assert any(e["event"] == "node_stopped" and e.get("reason") == "the receiver process died" for e in audit)
+    assert any(e["event"] == "component_failed" and e["component"] == "receiver"
+               and e["reason"] == "the receiver process exited" and e["outcome"] == "failed" for e in audit)
+    assert any(e["event"] == "node_stopped" and e.get("reason") == "receiver failed" for e in audit)
+    assert not (tmp_path / "data" / "stopped-cleanly").exists()
     # restarted, the node forwards all six it had acknowledged
     with storescp(tmp_path / "research", port=research_port), running_node(config, port):
         files = wait_for(lambda: len(f := received_files(tmp_path / "research")) >= 6 and f, timeout=60,

@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
           f"data in {config.data_dir}", file=sys.stderr, flush=True)
     while not stop.wait(1.0):
         if not node.healthy():
-            print("gantry-node: the receiver process died; stopping (acknowledged instances are safe)",
+            failed = ", ".join(node.failed_components()) or "a component"
+            print(f"gantry-node: {failed} failed; stopping (acknowledged instances are safe)",
                   file=sys.stderr, flush=True)
-            node.audit.event("node_stopped", level="error", reason="the receiver process died")
-            node.stop()
+            node.stop(reason=f"{failed} failed")
             return 1
     node.stop()
     return 0

@@ -1,5 +1,6 @@
 """`gantry-node status`: counts per state, the oldest waiting instance, each destination's
-last success and failure."""
+last success and failure, and each component of the running node (running, restarting (n),
+failed, stopped) as its supervisor last wrote it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from gantry_node.cli import CommandError
 from gantry_node.cli.serve_cmd import add_config_option, config_from_args
 from gantry_node.store import Store
+from gantry_node.supervise import STATUS_FILE, ComponentState, StatusFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
               "last_failure": _when(seen.get(d.name, {}).get("last_failure_at")),
               "last_error": seen.get(d.name, {}).get("last_error") or "-"}
              for d in config.effective_destinations()]
+    node = _components(config)
     if args.json:
-        print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests}, indent=2))
+        print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests,
+                          "node": node}, indent=2))
         return 0
     print("state            count")
     for state, n in counts.items():
@@ -55,4 +59,23 @@ def run(args: argparse.Namespace) -> int:
     print("destination      pending  last success          last failure          last error")
     for d in dests:
         print(f"{d['name']:<16} {d['pending']:>7}  {d['last_success']:<21} {d['last_failure']:<21} {d['last_error']}")
+    print(f"node:            {node['state']}")
+    if node["components"]:
+        print("component        state                  since                 last error")
+        for c in node["components"]:
+            print(f"{c['name']:<16} {c['label']:<22} {_when(c['since']):<21} {c['last_error'] or '-'}")
     return 0
+
+
+def _components(config) -> dict:
+    """The node process and its components, from the supervisor's status file."""
+    doc = StatusFile.read(config.data_dir / STATUS_FILE)
+    if doc is None:
+        return {"state": "not running (never started here)", "components": []}
+    components = []
+    for c in doc.get("components", []):
+        state = ComponentState(**c)
+        components.append({**c, "label": state.label() if doc["running"] else state.state})
+    pid = doc.get("pid")
+    return {"state": f"running (pid {pid})" if doc["running"] else "not running", "pid": pid,
+            "components": components}

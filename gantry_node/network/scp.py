@@ -207,12 +207,24 @@ def listeners(settings: NodeSettings) -> list[tuple[int, bool]]:
     return [(settings.port, False), (settings.tls.port, True)]
 
 
+def handle_store_audited(event: evt.Event, inbox: Inbox, store: Store, audit: Audit) -> int | Dataset:
+    """EVT_C_STORE: `handle_store`, and 0xA700 if it raised. What raises there is an audit sink
+    that cannot write (audit.log on a full disk): no Success without its audit line, and the
+    sender keeps the instance and sends it again (pynetdicom's own answer would be 0xC211, a
+    failure senders need not retry). The instance may already be recorded: the resend is then
+    a duplicate, answered Success with its own audit line."""
+    try:
+        return handle_store(event, inbox, store, audit)
+    except Exception:  # noqa: BLE001 -- answer, never let pynetdicom pick the status
+        return OUT_OF_RESOURCES
+
+
 def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit) -> Scp:
     """Start listening in background threads; returns the listeners (call .shutdown() to stop)."""
     ae = build_ae(settings)
     gate = Gate(settings, audit)
     handlers = [
-        (evt.EVT_C_STORE, handle_store, [inbox, store, audit]),
+        (evt.EVT_C_STORE, handle_store_audited, [inbox, store, audit]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_REQUESTED, handle_requested, [gate]),
         (evt.EVT_ACCEPTED, handle_accepted, [audit]),

@@ -45,6 +45,7 @@ class SendResult:
     status: int | None
     note: str  # operator-readable, no PHI
     transport: bool = False  # the destination could not be reached or talked to: back off it
+    poison: bool = False  # sending this instance raised: it fails alone, at once (no retry)
     decompressed_from: str | None = None  # sent decoded: the file's own syntax was not accepted
 
     @property
@@ -158,15 +159,26 @@ class DicomPeer:
             to_native(ds)
         except (OSError, InvalidDicomError, PixelDecodeError) as exc:
             return SendResult(False, None, f"{refused}, and cannot decompress: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- a file pydicom chokes on fails alone
+            return SendResult(False, None, f"send failed: cannot decompress: {type(exc).__name__}", poison=True)
         return self._store(ds, transfer_syntax)
 
     def _store(self, data, decompressed_from: str | None = None) -> SendResult:
         assert self.assoc is not None
         try:
             response = self.assoc.send_c_store(data)
-        except (OSError, ValueError, AttributeError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- one instance's failure, never the thread's
+            established = self._established()
             self.close(abort=True)
-            return SendResult(False, None, f"cannot send: {type(exc).__name__}", transport=True)
+            if isinstance(exc, OSError) or not established:
+                # the connection went away (pynetdicom raises RuntimeError or AttributeError
+                # when the peer aborted under it): back off the destination
+                return SendResult(False, None, f"cannot send: {type(exc).__name__}", transport=True)
+            # the association was fine and pynetdicom refused this instance, e.g. TypeError
+            # for a SOP Instance UID with two values, ValueError for a data set it cannot
+            # encode. It fails alone; the association is aborted all the same (after an
+            # exception its state is unknown) and the next instance negotiates a fresh one.
+            return SendResult(False, None, f"send failed: {type(exc).__name__}", poison=True)
         status = getattr(response, "Status", None)
         if status is None:
             # the association is in an unknown state: abort it, so neither side waits on it
@@ -179,6 +191,12 @@ class DicomPeer:
             return SendResult(True, status, f"warning 0x{status:04X}: {WARNINGS[status]}",
                               decompressed_from=decompressed_from)
         return SendResult(False, status, f"failure status 0x{status:04X}")
+
+    def _established(self) -> bool:
+        try:
+            return self.assoc is not None and bool(self.assoc.is_established)
+        except Exception:  # noqa: BLE001
+            return False
 
     def close(self, abort: bool = False) -> None:
         if self.assoc is not None:

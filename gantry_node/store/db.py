@@ -29,7 +29,31 @@ STATES = ("received", "processing", "clean", "forwarded", "quarantined", "forwar
 
 
 class StoreError(Exception):
-    """The index could not record something (disk full, locked, corrupt)."""
+    """The index could not record something (disk full, locked, corrupt).
+
+    `transient` is True for conditions that pass on their own (the disk or its quota is full,
+    another process holds the lock): the caller retries with backoff, never quarantines."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL (primary codes: the low byte of an extended one);
+# SQLite's unix VFS reports ENOSPC and EDQUOT as SQLITE_FULL ("database or disk is full")
+TRANSIENT_SQLITE_CODES = frozenset({5, 6, 13})
+TRANSIENT_SQLITE_MESSAGES = ("database or disk is full", "database is locked", "database table is locked")
+
+
+def sqlite_transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in TRANSIENT_SQLITE_CODES
+    return any(m in str(exc) for m in TRANSIENT_SQLITE_MESSAGES)
+
+
+def store_error(exc: sqlite3.Error) -> StoreError:
+    return StoreError(f"index database: {exc}", transient=sqlite_transient(exc))
 
 
 @dataclass(frozen=True)
@@ -109,7 +133,7 @@ class Store:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise StoreError(f"index database: {exc}") from exc
+                raise store_error(exc) from exc
             except BaseException:
                 _rollback(conn)
                 raise
@@ -125,7 +149,7 @@ class Store:
                 names = [d[0] for d in cur.description]
                 return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
             except sqlite3.Error as exc:
-                raise StoreError(f"index database: {exc}") from exc
+                raise store_error(exc) from exc
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -179,11 +203,19 @@ class Store:
 
     # --- processing --------------------------------------------------------------------------
 
-    def requeue_processing(self) -> int:
-        """On start: rows a previous run left in `processing` are redone from the raw file."""
+    def requeue_processing(self, keep: set[int] | frozenset[int] = frozenset(), uncount: bool = False) -> int:
+        """Rows left in `processing` go back to `received` and are redone from the raw file: on
+        start (a previous run was killed), and when the dispatcher restarts after a failure
+        (then `keep` are the rows still in a worker's hands, and `uncount` gives back the
+        attempt the claim counted: those rows never reached a worker)."""
+        step = 1 if uncount else 0
         with self._tx() as conn:
-            return conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ? "
-                                "WHERE state = 'processing'", [self.clock()]).rowcount
+            ids = [r[0] for r in conn.execute("SELECT id FROM instances WHERE state = 'processing'")
+                   if r[0] not in keep]
+            conn.executemany("UPDATE instances SET state = 'received', superseded = 0, updated_at = ?,"
+                             " process_attempts = MAX(0, process_attempts - ?) WHERE id = ? AND state = 'processing'",
+                             [(self.clock(), step, i) for i in ids])
+            return len(ids)
 
     def requeue_clean(self) -> int:
         """After an unclean stop: clean-but-unforwarded instances are derived again from their
@@ -192,11 +224,13 @@ class Store:
             return conn.execute("UPDATE instances SET state = 'received', updated_at = ? WHERE state = 'clean'",
                                 [self.clock()]).rowcount
 
-    def requeue_one(self, instance_id: int) -> None:
+    def requeue_one(self, instance_id: int, uncount: bool = False) -> None:
+        """Back to `received`; `uncount` when the attempt failed for a transient reason (a full
+        disk), which must not count towards "processing crashed the worker repeatedly"."""
         with self._tx() as conn:
-            conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ? "
-                         "WHERE id = ? AND state = 'processing'",
-                         [self.clock(), instance_id])
+            conn.execute("UPDATE instances SET state = 'received', superseded = 0, updated_at = ?,"
+                         " process_attempts = MAX(0, process_attempts - ?) WHERE id = ? AND state = 'processing'",
+                         [self.clock(), 1 if uncount else 0, instance_id])
 
     def claim(self, limit: int) -> list[Instance]:
         with self._tx() as conn:
@@ -303,6 +337,9 @@ class Store:
                 if state:
                     conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
                                  [state, self.clock(), instance_id])
+                    # a purged instance is sent nowhere, also not to destinations still pending
+                    conn.execute("UPDATE deliveries SET state = 'failed', last_error = 'purged' "
+                                 "WHERE instance_id = ? AND state = 'pending'", [instance_id])
                 else:
                     conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
 
