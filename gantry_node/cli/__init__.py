@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "gantry_node.cli.status_cmd",
     "gantry_node.cli.quarantine_cmd",
     "gantry_node.cli.tail_cmd",
+    "gantry_node.cli.audit_trail_cmd",
 ]
 
 

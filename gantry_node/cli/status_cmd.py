@@ -1,5 +1,5 @@
 """`gantry-node status`: counts per state, the oldest waiting instance, each destination's
-last success and failure."""
+last success and failure, and the audit trail's head (row id and chain hash)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         oldest = store.oldest_waiting()
         pending = store.pending_by_destination()
         seen = {d["name"]: d for d in store.destination_status()}
+        head = store.audit_head()
     finally:
         store.close()
     dests = [{"name": d.name, "type": d.type, "pending": pending.get(d.name, 0),
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
               "last_error": seen.get(d.name, {}).get("last_error") or "-"}
              for d in config.effective_destinations()]
     if args.json:
-        print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests}, indent=2))
+        print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests,
+                          "audit_head": head}, indent=2))
         return 0
     print("state            count")
     for state, n in counts.items():
@@ -55,4 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print("destination      pending  last success          last failure          last error")
     for d in dests:
         print(f"{d['name']:<16} {d['pending']:>7}  {d['last_success']:<21} {d['last_failure']:<21} {d['last_error']}")
+    if head:
+        print(f"audit head:      row {head['id']} ({_when(head['at'])}) {head['hash'] or '-'}")
+    else:
+        print("audit head:      - (no audit rows yet)")
     return 0

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gantry_node.store.audit_chain import GENESIS, ChainCheck, row_hash
+from gantry_node.store.audit_chain import verify as verify_chain
 from gantry_node.store.migrations import migrate
 
 STATES = ("received", "processing", "clean", "forwarded", "quarantined", "forward_failed", "purged")
@@ -357,11 +359,43 @@ class Store:
     # --- audit -------------------------------------------------------------------------------
 
     def audit_append(self, rows: list[tuple[str, int | None, dict[str, Any], float]]) -> None:
-        """Append audit events (event, instance id, fields, time) in one transaction."""
+        """Append audit events (event, instance id, fields, time) in one transaction, each
+        chained to the row before it (store/audit_chain.py). BEGIN IMMEDIATE takes the write
+        lock before the last hash is read, so writers in other processes (receiver, main,
+        operator commands) append one after the other; a row is committed with its hash or
+        not at all."""
         with self._tx() as conn:
-            conn.executemany("INSERT INTO audit (at, event, instance_id, fields) VALUES (?, ?, ?, ?)",
-                             [(at, event, instance_id, json.dumps(fields, sort_keys=True, default=str))
-                              for event, instance_id, fields, at in rows])
+            last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            row_id, prev = (last[0], last[1] or "") if last else (0, GENESIS)
+            values = []
+            for event, instance_id, fields, at in rows:
+                row_id += 1
+                text = json.dumps(fields, sort_keys=True, default=str)
+                prev = row_hash(prev, row_id, float(at), event, instance_id, text)
+                values.append((row_id, float(at), event, instance_id, text, prev))
+            conn.executemany("INSERT INTO audit (id, at, event, instance_id, fields, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                             values)
+
+    def audit_head(self) -> dict | None:
+        """The last audit row's id, time and hash (None when the table is empty)."""
+        rows = self._query("SELECT id, at, hash FROM audit ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def audit_verify(self, head: str | None = None, chunk: int = 10000) -> ChainCheck:
+        """Re-check the whole chain, `chunk` rows per query (a node may go on writing)."""
+
+        def rows():
+            after = 0
+            while True:
+                batch = self._query("SELECT id, at, event, instance_id, fields, hash FROM audit WHERE id > ? "
+                                    "ORDER BY id LIMIT ?", [after, chunk])
+                for r in batch:
+                    yield r["id"], r["at"], r["event"], r["instance_id"], r["fields"], r["hash"]
+                if len(batch) < chunk:
+                    return
+                after = batch[-1]["id"]
+
+        return verify_chain(rows(), head)
 
     def audit_since(self, after_id: int = 0, limit: int = 1000) -> list[dict]:
         return self._query("SELECT id, at, event, instance_id, fields FROM audit WHERE id > ? ORDER BY id LIMIT ?",

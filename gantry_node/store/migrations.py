@@ -43,8 +43,25 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
                "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
 
 
+def _v2_audit_chain(db: sqlite_utils.Database) -> None:
+    """Each audit row carries a hash chaining it to the one before (store/audit_chain.py);
+    rows written before this migration are chained here, in id order."""
+    from gantry_node.store.audit_chain import GENESIS, row_hash
+
+    db.execute("ALTER TABLE audit ADD COLUMN hash TEXT")
+    db.execute("DROP TRIGGER audit_no_update")
+    prev = GENESIS
+    for row_id, at, event, instance_id, fields in db.execute(
+            "SELECT id, at, event, instance_id, fields FROM audit ORDER BY id").fetchall():
+        prev = row_hash(prev, row_id, at, event, instance_id, fields)
+        db.execute("UPDATE audit SET hash = ? WHERE id = ?", [prev, row_id])
+    db.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+               "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("initial schema", _v1_initial),
+    ("audit hash chain", _v2_audit_chain),
 ]
 
 
