@@ -9,6 +9,7 @@ reasons are logged. `allow_listed` drops any other field (and says which), so a 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -98,8 +99,12 @@ class Audit:
         streams: list[IO[str]] = []
         self._file = None
         if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(file, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # 0600 whatever the umask
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, 0o600)
+            self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
             streams.append(self._file)
         if stdout:
             streams.append(sys.stdout)

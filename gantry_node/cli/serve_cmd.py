@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,20 @@ def config_from_args(args: argparse.Namespace):
         raise CommandError(str(exc)) from None
 
 
+def check_secret_mode(path: Path) -> None:
+    """Refuse a site secret that group or others can read or write: whoever reads it can
+    recompute every pseudonym (and so link them back to the original IDs)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return  # created 0600 on first start, or reported as missing by the node
+    except OSError as exc:
+        raise CommandError(f"secret_file: {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise CommandError(f"secret_file: {path} is open to group or others (mode {mode:04o}); "
+                           f"make it private to the node's user: chmod 600 {path}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the DICOM node (C-STORE SCP, de-identifying workers, forwarders)",
                        description="Receive instances over DICOM, de-identify them and forward the verified-clean "
@@ -38,7 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from gantry_node.node import Node
 
     quiet_library_warnings()
+    # The index, its WAL, the audit log and the inbox are created 0600/0700 explicitly. For the
+    # rest (outbox and export sub-folders) nothing is ever open to others, whatever umask the
+    # node was started with; group read stays possible where a destination wants it (export
+    # files are 0640). A stricter umask (systemd's UMask=0077) is kept. Children inherit it.
+    current = os.umask(0o027)
+    os.umask(current | 0o027)
     config = config_from_args(args)
+    check_secret_mode(config.secret_path)
     try:
         node = Node(config)
     except ConfigError as exc:

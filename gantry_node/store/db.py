@@ -14,6 +14,7 @@ idempotent).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -88,9 +89,13 @@ class Store:
     def __init__(self, path: str | Path, clock=time.time):
         self.path = Path(path)
         self.clock = clock
+        _private(self.path)
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-        for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        # secure_delete FAST: content a row no longer holds (the original UID dropped at
+        # retention) is zeroed in its page instead of lingering in free space of the file
+        for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                       "secure_delete = FAST"):
             self.conn.execute(f"PRAGMA {pragma}")
         with self._lock:
             migrate(self.conn, self.clock())
@@ -278,13 +283,15 @@ class Store:
         return [_instance(tuple(r.values())) for r in rows]
 
     def mark_raw_purged(self, instance_ids: list[int], state: str | None = None) -> None:
+        """The raw files are gone: the original SOP Instance UID (`source_uid`) goes with them.
+        What stays is what retention and operators need: state, times, the pseudonymous UIDs.
+        The column is NOT NULL and unique, so it keeps a marker that is not a UID ("purged:"
+        and the row id); an instance sent again later gets a new row."""
         with self._tx() as conn:
             for instance_id in instance_ids:
-                if state:
-                    conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
-                                 [state, self.clock(), instance_id])
-                else:
-                    conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
+                conn.execute("UPDATE instances SET raw_purged = 1, source_uid = 'purged:' || id, "
+                             "state = COALESCE(?, state), updated_at = CASE WHEN ? IS NULL THEN updated_at "
+                             "ELSE ? END WHERE id = ?", [state, state, self.clock(), instance_id])
 
     def forwarded_rows(self, instance_ids: list[int]) -> list[tuple[Instance, list[str]]]:
         """Each instance with the outbox paths of its clean copies."""
@@ -410,6 +417,17 @@ def _instance(row) -> Instance:
     values = list(row.values()) if isinstance(row, dict) else list(row)
     values[-1] = bool(values[-1])
     return Instance(*values)
+
+
+def _private(path: Path) -> None:
+    """Create the database 0600 whatever the umask (SQLite gives its WAL and SHM files the
+    database's mode), and take group and other bits off files an earlier run left open."""
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            if p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
