@@ -30,6 +30,8 @@ DECOMPRESS = ("never", "lossless", "always")
 SCHEMA_KEYS = (
     "node", "node.ae_title", "node.bind", "node.port", "node.max_pdu", "node.max_associations",
     "node.allowed_calling_aets", "node.allowed_addresses", "node.network_timeout", "node.tcp_nodelay",
+    # observability (issue 14): the Prometheus page
+    "node.metrics_port", "node.metrics_bind",
     "destinations", "destinations[].name", "destinations[].type", "destinations[].ae_title",
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
@@ -59,6 +61,9 @@ class NodeSettings:
     allowed_addresses: tuple[str, ...] = ()  # empty: any source; else addresses or networks (CIDR)
     network_timeout: float = 60.0
     tcp_nodelay: bool = True
+    # observability (issue 14): Prometheus metrics over HTTP, off unless a port is given
+    metrics_port: int | None = None
+    metrics_bind: str = "127.0.0.1"  # local only unless an operator says otherwise
 
 
 @dataclass(frozen=True)
@@ -289,7 +294,23 @@ def _node(doc: Any) -> NodeSettings:
         allowed_addresses=addresses,
         network_timeout=_number(doc, "network_timeout", d.network_timeout, "node"),
         tcp_nodelay=_bool(doc, "tcp_nodelay", d.tcp_nodelay, "node"),
+        **_metrics_settings(doc, d),
     )
+
+
+def _metrics_settings(doc: Mapping, d: NodeSettings) -> dict[str, Any]:
+    """node.metrics_port (absent or null: no metrics page) and node.metrics_bind."""
+    port = doc.get("metrics_port")
+    if port is not None:
+        port = _int(doc, "metrics_port", 0, 1, 65535, "node")
+        if port == doc.get("port", d.port):
+            raise ConfigError(f"node.metrics_port: {port} is node.port already; choose another port")
+    bind = doc.get("metrics_bind", d.metrics_bind)
+    try:
+        ipaddress.ip_address(bind)
+    except (ValueError, TypeError):
+        raise ConfigError(f"node.metrics_bind: expected an IP address to listen on, got {bind!r}") from None
+    return {"metrics_port": port, "metrics_bind": bind}
 
 
 def _destinations(doc: Any, path_of) -> tuple[Destination, ...]:

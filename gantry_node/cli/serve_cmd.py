@@ -71,12 +71,25 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from gantry_node.metrics import start_metrics
+
+    try:
+        metrics = start_metrics(node)
+    except OSError as exc:
+        node.stop()
+        where = f"{config.node.metrics_bind}:{config.node.metrics_port}"
+        raise CommandError(f"node.metrics_port: cannot listen on {where}: {exc.strerror}") from None
     try:
         node.start()
     except OSError as exc:
         node.stop()
+        if metrics is not None:
+            metrics.stop()
         where = f"{config.node.bind}:{config.node.port}"
         raise CommandError(f"node.port: cannot listen on {where}: {exc.strerror}") from None
+    if metrics is not None:  # a daemon thread: it ends with the process, after the node has stopped
+        print(f"gantry-node metrics on http://{config.node.metrics_bind}:{config.node.metrics_port}/metrics",
+              file=sys.stderr, flush=True)
     print(f"gantry-node listening on {config.node.bind}:{config.node.port} as {config.node.ae_title}; "
           f"data in {config.data_dir}", file=sys.stderr, flush=True)
     while not stop.wait(1.0):

@@ -356,6 +356,21 @@ class Store:
                            "GROUP BY destination")
         return {r["destination"]: r["n"] for r in rows}
 
+    def deliveries_by_state(self) -> dict[tuple[str, str], int]:
+        """(destination, delivery state) -> count, for the metrics page."""
+        rows = self._query("SELECT destination, state, COUNT(*) AS n FROM deliveries GROUP BY destination, state")
+        return {(r["destination"], r["state"]): r["n"] for r in rows}
+
+    def received_times(self, instance_ids: list[int]) -> dict[int, float]:
+        """When each instance was received (for the metrics page's latency histograms)."""
+        out: dict[int, float] = {}
+        for i in range(0, len(instance_ids), 500):
+            chunk = instance_ids[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            out.update({r["id"]: r["received_at"] for r in self._query(
+                f"SELECT id, received_at FROM instances WHERE id IN ({marks})", chunk)})
+        return out
+
     def undelivered_paths(self) -> set[str]:
         """Outbox files still to be delivered (pending or failed deliveries)."""
         return {r["clean_path"] for r in self._query("SELECT clean_path FROM deliveries WHERE state != 'delivered'")}
