@@ -22,7 +22,7 @@ import structlog
 EVENTS = (
     "node_started", "node_stopped", "association_accepted", "association_rejected", "received", "duplicate",
     "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
-    "delivery_retry", "forward_failed", "purged", "released", "recovered",
+    "delivery_retry", "forward_failed", "purged", "released", "recovered", "self_check",
 )
 FIELDS = frozenset({
     "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",

@@ -39,6 +39,18 @@ def check_secret_mode(path: Path) -> None:
                            f"make it private to the node's user: chmod 600 {path}")
 
 
+def _report_self_check(node) -> None:
+    """Say once, at start, what the pixel stage is missing and what it will hold; audited."""
+    from gantry_node.selfcheck import self_check
+
+    findings = self_check(node.config)
+    for f in findings:
+        print(f"gantry-node: self-check: {f.message()}", file=sys.stderr, flush=True)
+        node.audit.event("self_check", level="warning", reason=f.message())
+    if not findings:
+        node.audit.event("self_check", count=0, reason="OCR and every pixel decoder available")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the DICOM node (C-STORE SCP, de-identifying workers, forwarders)",
                        description="Receive instances over DICOM, de-identify them and forward the verified-clean "
@@ -71,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    _report_self_check(node)
     from gantry_node.metrics import start_metrics
 
     try:
