@@ -38,11 +38,13 @@ def test_metrics_page_of_a_running_node(tmp_path):
 
         def settled():
             text, s = _scrape(metrics_port)
-            done = s.get(("gantry_forwarded_total", ())) == 3 and \
-                s.get(("gantry_quarantined_total", (("stage", "pixels"),))) == 1
+            # each process writes its audit rows every 0.25 s: the receiver's may come after
+            # the main process's rows for the same instances
+            done = s.get(("gantry_forwarded_total", ())) == 3 and s.get(("gantry_received_total", ())) == 4 \
+                and s.get(("gantry_quarantined_total", (("stage", "pixels"),))) == 1
             return done and (text, s)
 
-        text, s = wait_for(settled, timeout=60, what="3 forwarded and 1 quarantined on the metrics page")
+        text, s = wait_for(settled, timeout=60, what="4 received, 3 forwarded and 1 quarantined on the page")
     assert s[("gantry_received_total", ())] == 4
     assert s[("gantry_acknowledged_total", ())] == 4
     assert s[("gantry_clean_total", ())] == 3
