@@ -9,6 +9,7 @@ reasons are logged. `allow_listed` drops any other field (and says which), so a 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ EVENTS = (
     "node_started", "node_stopped", "association_accepted", "association_rejected", "received", "duplicate",
     "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
     "delivery_retry", "forward_failed", "purged", "released", "recovered", "component_failed",
+    "self_check",
 )
 FIELDS = frozenset({
     "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",
@@ -100,8 +102,12 @@ class Audit:
         streams: list[IO[str]] = []
         self._file = None
         if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(file, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
+            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # 0600 whatever the umask
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, 0o600)
+            self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
             streams.append(self._file)
         if stdout:
             streams.append(sys.stdout)

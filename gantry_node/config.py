@@ -33,6 +33,8 @@ SCHEMA_KEYS = (
     "node.artim_timeout", "node.max_connections_per_address", "node.max_associations_per_calling_ae",
     "node.tls", "node.tls.certificate", "node.tls.key", "node.tls.ca_bundle",
     "node.tls.require_client_certificate", "node.tls.min_version", "node.tls.port",
+    # observability (issue 14): the Prometheus page
+    "node.metrics_port", "node.metrics_bind",
     "destinations", "destinations[].name", "destinations[].type", "destinations[].ae_title",
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
@@ -94,6 +96,9 @@ class NodeSettings:
     max_connections_per_address: int | None = None  # None: no limit per source address
     max_associations_per_calling_ae: int | None = None  # None: no limit per calling AE title
     tls: ServerTls | None = None
+    # observability (issue 14): Prometheus metrics over HTTP, off unless a port is given
+    metrics_port: int | None = None
+    metrics_bind: str = "127.0.0.1"  # local only unless an operator says otherwise
 
 
 @dataclass(frozen=True)
@@ -401,7 +406,23 @@ def _node(doc: Any, path_of) -> NodeSettings:
         max_connections_per_address=_optional_int(doc, "max_connections_per_address", 1, 10000, "node"),
         max_associations_per_calling_ae=_optional_int(doc, "max_associations_per_calling_ae", 1, 1000, "node"),
         tls=tls,
+        **_metrics_settings(doc, d),
     )
+
+
+def _metrics_settings(doc: Mapping, d: NodeSettings) -> dict[str, Any]:
+    """node.metrics_port (absent or null: no metrics page) and node.metrics_bind."""
+    port = doc.get("metrics_port")
+    if port is not None:
+        port = _int(doc, "metrics_port", 0, 1, 65535, "node")
+        if port == doc.get("port", d.port):
+            raise ConfigError(f"node.metrics_port: {port} is node.port already; choose another port")
+    bind = doc.get("metrics_bind", d.metrics_bind)
+    try:
+        ipaddress.ip_address(bind)
+    except (ValueError, TypeError):
+        raise ConfigError(f"node.metrics_bind: expected an IP address to listen on, got {bind!r}") from None
+    return {"metrics_port": port, "metrics_bind": bind}
 
 
 def _destinations(doc: Any, path_of) -> tuple[Destination, ...]:

@@ -80,10 +80,11 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     from gantry_node.audit import Audit, quiet_library_warnings
     from gantry_node.inbox import Inbox
     from gantry_node.network.scp import start_scp
+    from gantry_node.settings_files import load_keys
     from gantry_node.store import Store
 
     quiet_library_warnings()
-    store = Store(config.db_path)
+    store = Store(config.db_path, pseudonym=load_keys(config.secret_path).uid)
     audit = Audit(store, config.audit_file, config.logging.stdout)
     try:
         try:

@@ -72,8 +72,10 @@ def test_bundled_real_files_through_the_node(tmp_path):
     inbox.mkdir()
     with storescp(tmp_path / "research") as research_port:
         port = free_port()
+        # raw files kept: the original SOP Instance UID leaves the index with the raw file, and
+        # this test looks each acknowledged instance up by it
         config = node_config(tmp_path, port, destinations=[dicom_destination("research", research_port)],
-                             workers={"processes": 2})
+                             workers={"processes": 2}, retention={"raw": "keep"})
         acknowledged = {}
         with running_node(config, port):
             for i, (path, (sop_uid, source_identity)) in enumerate(instances.items()):

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "gantry_node.cli.status_cmd",
     "gantry_node.cli.quarantine_cmd",
     "gantry_node.cli.tail_cmd",
+    "gantry_node.cli.audit_trail_cmd",
 ]
 
 
@@ -48,10 +49,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`status | head -1`): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by a closed pipe
     except CommandError as exc:
         print(f"gantry-node {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,8 +1,10 @@
-"""`gantry-node quarantine list | show ID [--reveal] | release ID | purge ID`."""
+"""`gantry-node quarantine list | show ID [--reveal] | release|purge (ID... | --stage S | --state S | --all)
+[--dry-run]`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--reveal", action="store_true",
                       help="also print identifying values from the raw file (PHI: for authorised operators)")
     show.set_defaults(func=run_show)
-    release = qs.add_parser("release", help="quarantined: run the pipeline again; forward_failed: retry delivery")
-    release.add_argument("id", type=int)
+    release = qs.add_parser("release", help="quarantined: run the pipeline again; forward_failed: retry delivery",
+                            description="Release held instances: the IDs given, or every held one that matches "
+                            "--stage/--state, or --all.")
+    purge = qs.add_parser("purge", help="delete held instances' raw files; they are never forwarded",
+                          description="Purge held instances (raw and clean files deleted, never forwarded): "
+                          "the IDs given, or every held one that matches --stage/--state, or --all.")
+    for parser in (release, purge):
+        parser.add_argument("ids", type=int, nargs="*", metavar="ID", help="instance ids (from `quarantine list`)")
+        parser.add_argument("--stage", help="every held instance quarantined at this stage (read, deid, pixels, "
+                            "verify, forward, ...)")
+        parser.add_argument("--state", choices=HELD, help="every instance held in this state")
+        parser.add_argument("--all", action="store_true", help="every held instance")
+        parser.add_argument("--dry-run", "-n", action="store_true", help="print what would be done, change nothing")
     release.set_defaults(func=run_release)
-    purge = qs.add_parser("purge", help="delete a held instance's raw file; it is never forwarded")
-    purge.add_argument("id", type=int)
     purge.set_defaults(func=run_purge)
     for parser in (ls, show, release, purge):
         add_config_option(parser)
@@ -98,42 +109,93 @@ def _reveal(row) -> None:
         print(f"  {kw}: {ds.get(kw, '-')}")
 
 
-def run_release(args: argparse.Namespace) -> int:
-    _, store = _store(args)
-    try:
-        state = store.release(args.id)
-        from gantry_node.audit import Audit
+def _targets(args: argparse.Namespace, store) -> list:
+    """The held instances a release/purge applies to: the IDs given, or a filter."""
+    filtered = args.all or args.stage or args.state
+    if args.ids and filtered:
+        raise CommandError("give instance IDs or a filter (--stage, --state, --all), not both")
+    if not args.ids and not filtered:
+        raise CommandError("give one or more instance IDs, or a filter: --stage STAGE, --state STATE or --all")
+    if args.ids:
+        rows = []
+        for instance_id in dict.fromkeys(args.ids):
+            row = store.get(instance_id)
+            if row is None:
+                raise CommandError(f"no instance {instance_id}")
+            rows.append(row)
+        return rows
+    return [r for r in store.list_state(*((args.state,) if args.state else HELD), limit=-1)
+            if args.stage is None or r.stage == args.stage]
 
-        audit = Audit(store, None, stdout=False)
-        audit.event("released", instance=args.id, state=state)
-        audit.close()
-    except StoreError as exc:
-        raise CommandError(str(exc)) from None
+
+def run_release(args: argparse.Namespace) -> int:
+    from gantry_node.audit import Audit
+
+    _, store = _store(args)
+    audit = None
+    failed = 0
+    try:
+        rows = _targets(args, store)
+        if not rows:
+            print("nothing matches")
+            return 0
+        if not args.dry_run:
+            audit = Audit(store, None, stdout=False)
+        for row in rows:
+            if args.dry_run:
+                ok = row.state in HELD and not (row.state == "quarantined" and row.raw_purged)
+                what = "would release" if ok else f"cannot release ({row.state})"
+                print(f"instance {row.id}: {what}, {row.state} at {row.stage or '-'}")
+                failed += not ok
+                continue
+            try:
+                state = store.release(row.id)
+            except StoreError as exc:
+                print(f"instance {row.id}: not released: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            audit.event("released", instance=row.id, state=state)
+            what = "the pipeline runs again" if state == "received" else "delivery is retried"
+            print(f"instance {row.id} released: {what}")
     finally:
+        if audit is not None:
+            audit.close()
         store.close()
-    what = "the pipeline runs again" if state == "received" else "delivery is retried"
-    print(f"instance {args.id} released: {what} (a running node picks it up)")
-    return 0
+    if not args.dry_run and len(rows) > failed:
+        print(f"{len(rows) - failed} released (a running node picks them up)")
+    return 1 if failed else 0
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    _, store = _store(args)
-    try:
-        row = store.get(args.id)
-        if row is None:
-            raise CommandError(f"no instance {args.id}")
-        if row.state not in HELD:
-            raise CommandError(f"instance {args.id} is {row.state}; only held instances can be purged")
-        Path(row.raw_path).unlink(missing_ok=True)
-        for path in store.clean_paths(args.id):
-            Path(path).unlink(missing_ok=True)
-        store.mark_raw_purged([args.id], state="purged")
-        from gantry_node.audit import Audit
+    from gantry_node.audit import Audit
 
-        audit = Audit(store, None, stdout=False)
-        audit.event("purged", instance=args.id, reason="operator purge")
-        audit.close()
+    _, store = _store(args)
+    audit = None
+    failed = 0
+    try:
+        rows = _targets(args, store)
+        if not rows:
+            print("nothing matches")
+            return 0
+        if not args.dry_run:
+            audit = Audit(store, None, stdout=False)
+        for row in rows:
+            if row.state not in HELD:
+                print(f"instance {row.id}: not purged: it is {row.state}; only held instances can be purged",
+                      file=sys.stderr)
+                failed += 1
+                continue
+            if args.dry_run:
+                print(f"instance {row.id}: would purge, {row.state} at {row.stage or '-'}")
+                continue
+            Path(row.raw_path).unlink(missing_ok=True)
+            for path in store.clean_paths(row.id):
+                Path(path).unlink(missing_ok=True)
+            store.mark_raw_purged([row.id], state="purged")
+            audit.event("purged", instance=row.id, reason="operator purge")
+            print(f"instance {row.id} purged: raw file deleted, it will not be forwarded")
     finally:
+        if audit is not None:
+            audit.close()
         store.close()
-    print(f"instance {args.id} purged: raw file deleted, it will not be forwarded")
-    return 0
+    return 1 if failed else 0

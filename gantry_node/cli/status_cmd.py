@@ -1,6 +1,7 @@
 """`gantry-node status`: counts per state, the oldest waiting instance, each destination's
-last success and failure, and each component of the running node (running, restarting (n),
-failed, stopped) as its supervisor last wrote it."""
+last success and failure, each component of the running node (running, restarting (n),
+failed, stopped) as its supervisor last wrote it, and the audit trail's head (row id and chain
+hash)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         oldest = store.oldest_waiting()
         pending = store.pending_by_destination()
         seen = {d["name"]: d for d in store.destination_status()}
+        head = store.audit_head()
     finally:
         store.close()
     dests = [{"name": d.name, "type": d.type, "pending": pending.get(d.name, 0),
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     node = _components(config)
     if args.json:
         print(json.dumps({"states": counts, "oldest_waiting": _when(oldest), "destinations": dests,
-                          "node": node}, indent=2))
+                          "node": node, "audit_head": head}, indent=2))
         return 0
     print("state            count")
     for state, n in counts.items():
@@ -64,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         print("component        state                  since                 last error")
         for c in node["components"]:
             print(f"{c['name']:<16} {c['label']:<22} {_when(c['since']):<21} {c['last_error'] or '-'}")
+    if head:
+        print(f"audit head:      row {head['id']} ({_when(head['at'])}) {head['hash'] or '-'}")
+    else:
+        print("audit head:      - (no audit rows yet)")
     return 0
 
 

@@ -14,15 +14,18 @@ idempotent).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gantry_node.store.audit_chain import GENESIS, ChainCheck, row_hash
+from gantry_node.store.audit_chain import verify as verify_chain
 from gantry_node.store.migrations import migrate
 
 STATES = ("received", "processing", "clean", "forwarded", "quarantined", "forward_failed", "purged")
@@ -41,6 +44,9 @@ class StoreError(Exception):
 
 # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL (primary codes: the low byte of an extended one);
 # SQLite's unix VFS reports ENOSPC and EDQUOT as SQLITE_FULL ("database or disk is full")
+# A forwarded row whose original UID retention dropped, found by the clean UID the secret gives it
+# (an operator's purge is not matched: a re-send after it is processed anew)
+_PURGED_BY_CLEAN_UID = "clean_uid = ? AND raw_purged = 1 AND state = 'forwarded' ORDER BY id DESC LIMIT 1"
 TRANSIENT_SQLITE_CODES = frozenset({5, 6, 13})
 TRANSIENT_SQLITE_MESSAGES = ("database or disk is full", "database is locked", "database table is locked")
 
@@ -107,12 +113,19 @@ _INSTANCE_COLUMNS = ("id, state, raw_path, sop_class, transfer_syntax, reason, s
 class Store:
     """Thread-safe: one connection, one lock; every public method is one transaction."""
 
-    def __init__(self, path: str | Path, clock=time.time):
+    def __init__(self, path: str | Path, clock=time.time, pseudonym: Callable[[str], str] | None = None):
         self.path = Path(path)
         self.clock = clock
+        # the clean UID the secret gives an original one (Keys.uid): once retention dropped a
+        # row's original UID, a re-send is still found by it (its content digest is kept)
+        self.pseudonym = pseudonym
+        _private(self.path)
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-        for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        # secure_delete FAST: content a row no longer holds (the original UID dropped at
+        # retention) is zeroed in its page instead of lingering in free space of the file
+        for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                       "secure_delete = FAST"):
             self.conn.execute(f"PRAGMA {pragma}")
         with self._lock:
             migrate(self.conn, self.clock())
@@ -156,6 +169,9 @@ class Store:
     def known(self, source_uid: str) -> dict | None:
         rows = self._query("SELECT id, state, raw_path, raw_purged, content_digest FROM instances "
                            "WHERE source_uid = ?", [source_uid])
+        if not rows and self.pseudonym is not None:
+            rows = self._query("SELECT id, state, raw_path, raw_purged, content_digest FROM instances "
+                               f"WHERE {_PURGED_BY_CLEAN_UID}", [self.pseudonym(source_uid)])
         return rows[0] if rows else None
 
     def add_received(self, source_uid: str, sop_class: str, transfer_syntax: str, raw_path: str,
@@ -172,6 +188,9 @@ class Store:
         with self._tx(durable=True) as conn:
             row = conn.execute("SELECT id, state, raw_path, content_digest, raw_purged FROM instances "
                                "WHERE source_uid = ?", [source_uid]).fetchone()
+            if row is None and self.pseudonym is not None:  # held once, its original UID dropped since
+                row = conn.execute("SELECT id, state, raw_path, content_digest, raw_purged FROM instances "
+                                   f"WHERE {_PURGED_BY_CLEAN_UID}", [self.pseudonym(source_uid)]).fetchone()
             if row is None:
                 cur = conn.execute(
                     "INSERT INTO instances (source_uid, sop_class, transfer_syntax, raw_path, state, calling_ae, peer,"
@@ -187,10 +206,11 @@ class Store:
             # is always written after the old one's
             next_state = "processing" if state == "processing" else "received"
             conn.execute(
-                "UPDATE instances SET state = ?, raw_path = ?, sop_class = ?, transfer_syntax = ?, reason = NULL,"
+                "UPDATE instances SET source_uid = ?, state = ?, raw_path = ?, sop_class = ?, transfer_syntax = ?,"
+                " reason = NULL,"
                 " stage = NULL, raw_purged = 0, process_attempts = 0, content_digest = ?, calling_ae = ?, peer = ?,"
                 " superseded = ?, updated_at = ? WHERE id = ?",
-                [next_state, raw_path, sop_class, transfer_syntax, digest, calling_ae, peer,
+                [source_uid, next_state, raw_path, sop_class, transfer_syntax, digest, calling_ae, peer,
                  int(state == "processing"), now, instance_id])
             conn.execute("DELETE FROM deliveries WHERE instance_id = ?", [instance_id])
             return instance_id, outcome, None if purged else old_path, state
@@ -332,16 +352,18 @@ class Store:
         return [_instance(tuple(r.values())) for r in rows]
 
     def mark_raw_purged(self, instance_ids: list[int], state: str | None = None) -> None:
+        """The raw files are gone: the original SOP Instance UID (`source_uid`) goes with them.
+        What stays is what retention and operators need: state, times, the pseudonymous UIDs.
+        The column is NOT NULL and unique, so it keeps a marker that is not a UID ("purged:"
+        and the row id); an instance sent again later gets a new row."""
         with self._tx() as conn:
             for instance_id in instance_ids:
-                if state:
-                    conn.execute("UPDATE instances SET raw_purged = 1, state = ?, updated_at = ? WHERE id = ?",
-                                 [state, self.clock(), instance_id])
-                    # a purged instance is sent nowhere, also not to destinations still pending
+                conn.execute("UPDATE instances SET raw_purged = 1, source_uid = 'purged:' || id, "
+                             "state = COALESCE(?, state), updated_at = CASE WHEN ? IS NULL THEN updated_at "
+                             "ELSE ? END WHERE id = ?", [state, state, self.clock(), instance_id])
+                if state:  # a purged instance is sent nowhere, also not to destinations still pending
                     conn.execute("UPDATE deliveries SET state = 'failed', last_error = 'purged' "
                                  "WHERE instance_id = ? AND state = 'pending'", [instance_id])
-                else:
-                    conn.execute("UPDATE instances SET raw_purged = 1 WHERE id = ?", [instance_id])
 
     def forwarded_rows(self, instance_ids: list[int]) -> list[tuple[Instance, list[str]]]:
         """Each instance with the outbox paths of its clean copies."""
@@ -406,6 +428,21 @@ class Store:
                            "GROUP BY destination")
         return {r["destination"]: r["n"] for r in rows}
 
+    def deliveries_by_state(self) -> dict[tuple[str, str], int]:
+        """(destination, delivery state) -> count, for the metrics page."""
+        rows = self._query("SELECT destination, state, COUNT(*) AS n FROM deliveries GROUP BY destination, state")
+        return {(r["destination"], r["state"]): r["n"] for r in rows}
+
+    def received_times(self, instance_ids: list[int]) -> dict[int, float]:
+        """When each instance was received (for the metrics page's latency histograms)."""
+        out: dict[int, float] = {}
+        for i in range(0, len(instance_ids), 500):
+            chunk = instance_ids[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            out.update({r["id"]: r["received_at"] for r in self._query(
+                f"SELECT id, received_at FROM instances WHERE id IN ({marks})", chunk)})
+        return out
+
     def undelivered_paths(self) -> set[str]:
         """Outbox files still to be delivered (pending or failed deliveries)."""
         return {r["clean_path"] for r in self._query("SELECT clean_path FROM deliveries WHERE state != 'delivered'")}
@@ -416,11 +453,43 @@ class Store:
     # --- audit -------------------------------------------------------------------------------
 
     def audit_append(self, rows: list[tuple[str, int | None, dict[str, Any], float]]) -> None:
-        """Append audit events (event, instance id, fields, time) in one transaction."""
+        """Append audit events (event, instance id, fields, time) in one transaction, each
+        chained to the row before it (store/audit_chain.py). BEGIN IMMEDIATE takes the write
+        lock before the last hash is read, so writers in other processes (receiver, main,
+        operator commands) append one after the other; a row is committed with its hash or
+        not at all."""
         with self._tx() as conn:
-            conn.executemany("INSERT INTO audit (at, event, instance_id, fields) VALUES (?, ?, ?, ?)",
-                             [(at, event, instance_id, json.dumps(fields, sort_keys=True, default=str))
-                              for event, instance_id, fields, at in rows])
+            last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            row_id, prev = (last[0], last[1] or "") if last else (0, GENESIS)
+            values = []
+            for event, instance_id, fields, at in rows:
+                row_id += 1
+                text = json.dumps(fields, sort_keys=True, default=str)
+                prev = row_hash(prev, row_id, float(at), event, instance_id, text)
+                values.append((row_id, float(at), event, instance_id, text, prev))
+            conn.executemany("INSERT INTO audit (id, at, event, instance_id, fields, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                             values)
+
+    def audit_head(self) -> dict | None:
+        """The last audit row's id, time and hash (None when the table is empty)."""
+        rows = self._query("SELECT id, at, hash FROM audit ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def audit_verify(self, head: str | None = None, chunk: int = 10000) -> ChainCheck:
+        """Re-check the whole chain, `chunk` rows per query (a node may go on writing)."""
+
+        def rows():
+            after = 0
+            while True:
+                batch = self._query("SELECT id, at, event, instance_id, fields, hash FROM audit WHERE id > ? "
+                                    "ORDER BY id LIMIT ?", [after, chunk])
+                for r in batch:
+                    yield r["id"], r["at"], r["event"], r["instance_id"], r["fields"], r["hash"]
+                if len(batch) < chunk:
+                    return
+                after = batch[-1]["id"]
+
+        return verify_chain(rows(), head)
 
     def audit_since(self, after_id: int = 0, limit: int = 1000) -> list[dict]:
         return self._query("SELECT id, at, event, instance_id, fields FROM audit WHERE id > ? ORDER BY id LIMIT ?",
@@ -435,6 +504,17 @@ def _instance(row) -> Instance:
     values = list(row.values()) if isinstance(row, dict) else list(row)
     values[-1] = bool(values[-1])
     return Instance(*values)
+
+
+def _private(path: Path) -> None:
+    """Create the database 0600 whatever the umask (SQLite gives its WAL and SHM files the
+    database's mode), and take group and other bits off files an earlier run left open."""
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            if p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -52,9 +52,32 @@ def _v2_content_digest(db: sqlite_utils.Database) -> None:
     db["instances"].add_column("superseded", int, not_null_default=0)
 
 
+def _v3_audit_chain(db: sqlite_utils.Database) -> None:
+    """Each audit row carries a hash chaining it to the one before (store/audit_chain.py);
+    rows written before this migration are chained here, in id order."""
+    from gantry_node.store.audit_chain import GENESIS, row_hash
+
+    db.execute("ALTER TABLE audit ADD COLUMN hash TEXT")
+    db.execute("DROP TRIGGER audit_no_update")
+    prev = GENESIS
+    for row_id, at, event, instance_id, fields in db.execute(
+            "SELECT id, at, event, instance_id, fields FROM audit ORDER BY id").fetchall():
+        prev = row_hash(prev, row_id, at, event, instance_id, fields)
+        db.execute("UPDATE audit SET hash = ? WHERE id = ?", [prev, row_id])
+    db.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+               "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END")
+
+
+def _v4_clean_uid_index(db: sqlite_utils.Database) -> None:
+    # a re-send of an instance whose original UID retention dropped is found by its clean UID
+    db["instances"].create_index(["clean_uid"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("initial schema", _v1_initial),
     ("content digest of received instances", _v2_content_digest),
+    ("audit hash chain", _v3_audit_chain),
+    ("index of clean UIDs", _v4_clean_uid_index),
 ]
 
 
