@@ -210,7 +210,7 @@ class Session:
         from gantry_node.pixels.stage import make_pixel_stage
 
         self.pixel_config = load_pixel_config(path)
-        self.pixel_stage = make_pixel_stage(self.pixel_config)
+        self.pixel_stage = make_pixel_stage(self.pixel_config, self.keys)
         return self.pixel_config
 
     def redact_pixels(self) -> Session:
