@@ -196,7 +196,7 @@ class Session:
         written to `path` when given. Load the filled-in file with `load_config`."""
         from gantry_node.pixels.api import scaffold_yaml
 
-        text, _ = scaffold_yaml(inst.header for inst in self.instances if inst.header)
+        text, _ = scaffold_yaml((inst.header for inst in self.instances if inst.header), self.keys)
         if path is not None:
             write_atomic(text.encode("utf-8"), Path(path))
         return text

@@ -68,8 +68,8 @@ def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None
     if rule is None and suspect and config.unknown_device == "quarantine":
         raise Quarantine(
             f"pixels: image may carry burned-in text ({', '.join(suspect)}) and no machine rule matches "
-            f"device {device_key(original, keys)}; add a rule for it (`gantry-node rules scaffold` lists "
-            "the devices of a folder with their keys)", "pixels")
+            f"device {device_key(original, keys)}; add a rule for it (`gantry-node rules scaffold FOLDER "
+            "--secret-file SECRET` lists each device with its key)", "pixels")
 
     rewrote = _clear_high_bits(work, notes)
     decoded: Decoded | None = None
