@@ -22,7 +22,7 @@ from pydicom.pixels import pixel_array
 from gantry_node.deid import Keys, default_policy
 from gantry_node.pipeline import Engine, Quarantine, process
 from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.highbits import Layout, canonical, high_bits_problem
+from gantry_node.pixels.highbits import Layout, canonical, codestream_precision, high_bits_problem
 from gantry_node.pixels.stage import make_pixel_stage
 from gantry_node.synthetic import Study
 from tests.conftest import SECRET, free_port
@@ -281,3 +281,26 @@ def test_through_the_node_dcmsend_to_storescp_the_received_bytes_have_no_high_bi
     assert sorted(stored(ds).tobytes() for ds in received) == sorted(stored(ds).tobytes() for ds in sent)
     events = [json.loads(line) for line in (tmp_path / "data" / "audit.log").read_text().splitlines()]
     assert sum(e["event"] == "forwarded" for e in events) == 2
+
+
+def test_jpeg_ls_lossless_of_16_bit_precision_is_decoded_cleared_and_reencoded():
+    """A writer that codes 12-bit data at 16-bit precision keeps the overlay in the codestream."""
+    ct = embed(study().series("CT").ct_image(rows=64, columns=64, bits=12).build())
+    ct.BitsStored, ct.HighBit = 16, 15
+    ct.compress(uid.JPEGLSLossless, generate_instance_uid=False)
+    ct.BitsStored, ct.HighBit = 12, 11
+    assert codestream_precision(ct) == 16 and (raw_cells(ct) >> 12).any()
+    clean = process(ct, engine())
+    out = written(clean.dataset)
+    assert out.file_meta.TransferSyntaxUID == uid.JPEGLSLossless
+    assert not (raw_cells(out) >> 12).any()
+    assert np.array_equal(stored(out), stored(ct))
+    assert codestream_precision(out) == 12
+
+
+def test_codestream_of_precision_bits_stored_is_not_decoded():
+    ct = study().series("CT").ct_image(rows=64, columns=64, bits=12).build()
+    ct.compress(uid.JPEGLSLossless, generate_instance_uid=False)
+    assert codestream_precision(ct) == 12  # cannot carry bit 12: the stage leaves it as it is
+    clean = process(ct, engine())
+    assert clean.dataset.PixelData == ct.PixelData

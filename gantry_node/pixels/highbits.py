@@ -28,7 +28,9 @@ Overlay Bit Position != 0, and no Overlay Data in that group) always has its bit
 cleared, even when the plane lies inside Bits Stored (old data that says Bits Stored 16 with an
 overlay in bit 15): there the plane is the overlay, not image.
 
-Compressed data: lossless syntaxes are decoded with the unused bits as stored, cleared and
+Compressed data: a JPEG, JPEG-LS or JPEG 2000 codestream whose declared precision is at most
+Bits Stored cannot hold such bits and is not decoded (the precision is read from the frame
+headers). Otherwise lossless syntaxes are decoded with the unused bits as stored, cleared and
 re-encoded losslessly (pixels.codec.encode). Lossy syntaxes with a bit set outside the stored
 value are NOT cleaned: the lossy coder spread the overlay's sharp edges into the stored bits of
 neighbouring pixels (ringing, quantisation), so clearing the high bits would leave a faint copy
@@ -44,7 +46,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydicom import uid
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels.utils import get_j2k_parameters
 
 from gantry_node.pixels.codec import (
     LOSSY_SYNTAXES,
@@ -57,6 +62,12 @@ from gantry_node.pixels.codec import (
 )
 
 OVERLAY_GROUPS = range(0x6000, 0x6020, 2)
+JPEG_FAMILY = {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1,
+               uid.JPEGLSLossless, uid.JPEGLSNearLossless}
+J2K_FAMILY = {uid.JPEG2000Lossless, uid.JPEG2000, uid.JPEG2000MCLossless, uid.JPEG2000MC,
+              uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K}
+# SOF0-3, 5-7, 9-11, 13-15 (not DHT C4, JPG C8, DAC CC) and JPEG-LS SOF55 (F7)
+SOF_MARKERS = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC} | {0xF7}
 NATIVE_DTYPES = {8: "u1", 16: "u2", 32: "u4", 64: "u8"}
 
 
@@ -186,6 +197,8 @@ def clear_high_bits(ds: Dataset, original: Dataset) -> Cleared:
         return result
     ts = transfer_syntax(ds)
     decoded: Decoded | None = None
+    if ts.is_encapsulated and not _may_carry(ds, lay):
+        return result
     if ts.is_encapsulated:
         try:
             decoded = decode(ds, unused_bits=True)
@@ -235,7 +248,7 @@ def high_bits_problem(ds: Dataset, original: Dataset, compressed_too: bool = Fal
             return None
         if not transfer_syntax(ds).is_encapsulated:
             cells = native_cells(ds, lay)
-        elif compressed_too:
+        elif compressed_too and _may_carry(ds, lay):
             cells = decode(ds, unused_bits=True).frames
         else:
             return None
@@ -244,6 +257,61 @@ def high_bits_problem(ds: Dataset, original: Dataset, compressed_too: bool = Fal
     if dirty(cells, lay):
         return "bits outside the stored pixel value (above High Bit, or an embedded overlay plane) are set"
     return None
+
+
+def codestream_precision(ds: Dataset) -> int | None:
+    """The largest sample precision the JPEG, JPEG-LS or JPEG 2000 codestreams of `ds` declare
+    (SOFn / SOF55 P, SIZ Ssiz), or None when it cannot be read (RLE has none; then decode)."""
+    ts = transfer_syntax(ds)
+    if ts not in JPEG_FAMILY and ts not in J2K_FAMILY:
+        return None
+    try:
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+        precisions = []
+        for frame in generate_frames(ds.PixelData, number_of_frames=count):
+            p = _j2k_precision(frame) if ts in J2K_FAMILY else _jpeg_precision(frame)
+            if p is None:
+                return None
+            precisions.append(p)
+    except Exception:  # noqa: BLE001 -- unreadable framing: decode instead, which fails closed
+        return None
+    return max(precisions) if precisions else None
+
+
+def _may_carry(ds: Dataset, lay: Layout) -> bool:
+    """Whether encapsulated pixel data can hold a bit outside the stored value: a codestream of
+    precision <= Bits Stored cannot, so it need not be decoded (unless a declared plane lies
+    inside that precision)."""
+    precision = codestream_precision(ds)
+    if precision is None:
+        return True
+    return precision > lay.bits_stored or any(p < precision for p in lay.planes)
+
+
+def _jpeg_precision(frame: bytes) -> int | None:
+    """P of the first SOFn (ISO 10918-1 B.2.2) or SOF55 (ISO 14495-1) segment."""
+    i = 2 if frame[:2] == b"\xff\xd8" else None
+    while i is not None and i + 4 < len(frame):
+        if frame[i] != 0xFF:
+            return None
+        marker = frame[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in SOF_MARKERS:
+            return frame[i + 4]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xDA, 0xD9):  # scan data before any SOF: not a frame we can read
+            return None
+        i += 2 + int.from_bytes(frame[i + 2:i + 4], "big")
+    return None
+
+
+def _j2k_precision(frame: bytes) -> int | None:
+    precision = get_j2k_parameters(frame).get("precision")
+    return int(precision) if precision else None
 
 
 def _frames_changed(changed: np.ndarray, ds: Dataset) -> int:
