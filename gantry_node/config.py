@@ -530,6 +530,7 @@ def build_engine(config: Config, policy: Policy | None = None, keys: Any = None)
     from gantry_node.pixels.stage import make_pixel_stage
 
     sealing = _sealing(config.certificates, config.reversible)
-    return Engine(policy=policy or config.policy, keys=keys or load_keys(config.secret_path),
+    keys = keys or load_keys(config.secret_path)
+    return Engine(policy=policy or config.policy, keys=keys,
                   sealer=sealing.sealer() if sealing is not None else None,
-                  pixel_stage=make_pixel_stage(_pixels(config.pixels, config.base_dir)))
+                  pixel_stage=make_pixel_stage(_pixels(config.pixels, config.base_dir), keys))

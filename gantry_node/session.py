@@ -208,7 +208,7 @@ class Session:
         written to `path` when given. Load the filled-in file with `load_config`."""
         from gantry_node.pixels.api import scaffold_yaml
 
-        text, _ = scaffold_yaml(inst.header for inst in self.instances if inst.header)
+        text, _ = scaffold_yaml((inst.header for inst in self.instances if inst.header), self.keys)
         if path is not None:
             write_atomic(text.encode("utf-8"), Path(path))
         return text
@@ -222,7 +222,7 @@ class Session:
         from gantry_node.pixels.stage import make_pixel_stage
 
         self.pixel_config = load_pixel_config(path)
-        self.pixel_stage = make_pixel_stage(self.pixel_config)
+        self.pixel_stage = make_pixel_stage(self.pixel_config, self.keys)
         return self.pixel_config
 
     def redact_pixels(self) -> Session:

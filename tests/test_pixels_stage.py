@@ -13,6 +13,7 @@ from gantry_node.deid import Keys, default_policy
 from gantry_node.pipeline import Engine, Quarantine, process
 from gantry_node.pixels.codec import decode
 from gantry_node.pixels.config import parse_pixels_section
+from gantry_node.pixels.device import device_key
 from gantry_node.pixels.ocr import sample_frames
 from gantry_node.pixels.stage import make_pixel_stage
 from tests.conftest import SECRET
@@ -26,7 +27,8 @@ ACME_RULE = {"id": "acme-top-left", "name": "Acme Sonics Model T",
 
 
 def engine_for(doc=None) -> Engine:
-    return Engine(default_policy(), Keys(SECRET), pixel_stage=make_pixel_stage(parse_pixels_section(doc)))
+    return Engine(default_policy(), Keys(SECRET),
+                  pixel_stage=make_pixel_stage(parse_pixels_section(doc), Keys(SECRET)))
 
 
 def test_text_image_from_an_unknown_device_is_quarantined():
@@ -34,7 +36,9 @@ def test_text_image_from_an_unknown_device_is_quarantined():
         process(text_image(), engine_for())
     assert caught.value.stage == "pixels"
     assert "no machine rule matches" in caught.value.reason
-    assert "Acme Sonics" in caught.value.reason  # the device, so the operator can add a rule
+    # the device by its key (what `rules scaffold --secret-file` prints), never by its values
+    assert device_key(text_image(), Keys(SECRET)) in caught.value.reason
+    assert "Acme" not in caught.value.reason and "Model T" not in caught.value.reason
 
 
 def test_unknown_device_left_to_ocr_is_quarantined_for_the_text_and_the_reason_has_no_phi():

@@ -36,14 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_pixel_stage(path: Path | None):
-    """The pixel stage is always on (fail closed); FILE only changes its rules."""
+def load_pixel_stage(path: Path | None, keys=None):
+    """The pixel stage is always on (fail closed); FILE only changes its rules. `keys` key the
+    device names in its reasons."""
     from gantry_node.pixels.api import load_pixel_config
     from gantry_node.pixels.config import PixelConfigError
     from gantry_node.pixels.stage import make_pixel_stage
 
     try:
-        return make_pixel_stage(load_pixel_config(path))
+        return make_pixel_stage(load_pixel_config(path), keys)
     except (PixelConfigError, OSError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -66,7 +67,7 @@ def load_sealer(certificates: list[Path] | None, algorithm: str | None):
 def run(args: argparse.Namespace) -> int:
     policy, keys = policy_and_keys(args)
     sealer = load_sealer(args.certificate, args.algorithm)
-    pixel_stage = load_pixel_stage(args.pixels)
+    pixel_stage = load_pixel_stage(args.pixels, keys)
     if not args.in_dir.exists():
         raise CommandError(f"{args.in_dir} does not exist")
     progress = None

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     scaffold = sub.add_parser("scaffold", help="one rule entry per device found in a folder, ready to fill in")
     scaffold.add_argument("dir", type=Path, help="folder of DICOM files (searched recursively)")
     scaffold.add_argument("--out", type=Path, help="write YAML here (default: standard output)")
+    scaffold.add_argument("--secret-file", type=Path, metavar="FILE",
+                          help="the node's site secret (or set GANTRY_SECRET_FILE): print each device's key "
+                          "(d-...), as the node's quarantine reasons name it")
     scaffold.set_defaults(func=run_scaffold)
 
     preview = sub.add_parser("preview", help="one PNG per rule with its regions drawn over a sample image")
@@ -65,10 +68,28 @@ def run_scaffold(args: argparse.Namespace) -> int:
 
     if not args.dir.is_dir():
         raise CommandError(f"{args.dir}: not a folder")
-    text, devices = scaffold_config(args.dir)
+    text, devices = scaffold_config(args.dir, _keys(args.secret_file))
     _write(text, args.out)
     print(f"{devices} device(s)", file=sys.stderr)
     return 0
+
+
+def _keys(path: Path | None):
+    import os
+
+    from gantry_node.cli.policy_args import SECRET_ENV
+    from gantry_node.deid import SecretError
+    from gantry_node.settings_files import load_keys
+
+    path = path or (Path(os.environ[SECRET_ENV]) if os.environ.get(SECRET_ENV) else None)
+    if path is None:
+        return None
+    try:
+        return load_keys(path)
+    except SecretError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def run_preview(args: argparse.Namespace) -> int:

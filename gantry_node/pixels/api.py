@@ -12,9 +12,11 @@ from typing import Any
 import pydicom
 import yaml
 
+from gantry_node.deid import Keys
 from gantry_node.pixels.codec import PixelDecodeError, decode
 from gantry_node.pixels.config import PixelConfig, PixelConfigError, parse_pixels_section
 from gantry_node.pixels.ctp import parse_anonymizer_script, text_heuristic_from_filter
+from gantry_node.pixels.device import DEVICE_KEYS, device_key
 from gantry_node.pixels.expr import expr_to_mapping
 from gantry_node.pixels.library import CTP_ORIGIN, HEURISTIC_FILE, LIBRARY_FILE
 from gantry_node.pixels.ocr import luminance
@@ -57,7 +59,6 @@ def load_pixel_config(path: str | Path | None) -> PixelConfig:
 
 # --- scaffold -----------------------------------------------------------------------------
 
-DEVICE_KEYS = ("Manufacturer", "ManufacturerModelName", "Rows", "Columns")
 
 
 def device_table(headers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -76,15 +77,18 @@ def device_table(headers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(devices.values(), key=lambda r: (-r["instances"], tuple(r[k] for k in DEVICE_KEYS)))
 
 
-def scaffold_yaml(headers: Iterable[Mapping[str, Any]]) -> tuple[str, int]:
+def scaffold_yaml(headers: Iterable[Mapping[str, Any]], keys: Keys | None = None) -> tuple[str, int]:
     """Rules YAML with one entry per device, regions left empty (null) to be filled in: a rules
-    file with an unfilled entry does not load, so nothing is forgotten silently."""
+    file with an unfilled entry does not load, so nothing is forgotten silently. With `keys` (the
+    node's secret) each entry names the device key that the node's quarantine reasons use."""
     rows = device_table(headers)
     out = [
         "# gantry-node rules scaffold: one entry per device seen.",
         "# Fill in `regions` for each device: [x, y, width, height] in pixels from the top-left corner",
         "# (x = column, y = row). Use `regions: []` only for a device known to burn no text into images.",
         "# Check the result with: gantry-node rules preview THIS_FILE --sample FOLDER",
+        "# Device keys (d-...) are those of the node's quarantine reasons" if keys is not None else
+        "# (pass --secret-file, the node's secret, to see each device's key d-... as quarantine reasons name it)",
         "rules:",
     ]
     for i, row in enumerate(rows, 1):
@@ -92,6 +96,8 @@ def scaffold_yaml(headers: Iterable[Mapping[str, Any]]) -> tuple[str, int]:
         size = f"{row['Rows'] or '?'}x{row['Columns'] or '?'}"
         out.append(f"- id: site-{i:03d}")
         out.append(f"  name: {json.dumps(f'{name} {size}')}")
+        if keys is not None:
+            out.append(f"  # device key: {device_key(row, keys)}")
         out.append(f"  # instances: {row['instances']}; modalities: {', '.join(sorted(row['modalities'])) or '?'}; "
                    f"BurnedInAnnotation ever YES: {'yes' if row['burned_in_yes'] else 'no'}")
         out.append("  match:")
@@ -122,8 +128,8 @@ def read_headers(folder: str | Path) -> list[dict[str, Any]]:
     return headers
 
 
-def scaffold_config(folder: str | Path) -> tuple[str, int]:
-    return scaffold_yaml(read_headers(folder))
+def scaffold_config(folder: str | Path, keys: Keys | None = None) -> tuple[str, int]:
+    return scaffold_yaml(read_headers(folder), keys)
 
 
 def _text(value: Any) -> str:

@@ -42,6 +42,13 @@ RECOMPRESS = {
 }
 
 
+# PS3.3 C.7.6.3.1.2 defined terms (with the retired ones): quoted in messages; anything else is not
+STANDARD_PHOTOMETRIC = frozenset({
+    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
+    "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB",
+})
+
+
 class PixelDecodeError(Exception):
     """Pixel data that cannot be decoded or written back; the instance must be quarantined.
     The message names the transfer syntax and problem, never a value."""
@@ -68,17 +75,30 @@ def transfer_syntax(ds: Dataset) -> uid.UID:
     return uid.UID(str(ts))
 
 
-def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
+def syntax_name(ts: uid.UID) -> str:
+    """The transfer syntax's name for messages; a UID pydicom does not know (a private one, whose
+    root may name an organisation) is not quoted."""
+    name = ts.name
+    return name if name and name != str(ts) else "an unrecognised transfer syntax"
+
+
+def decode(ds: Dataset, frames: list[int] | None = None, unused_bits: bool = False) -> Decoded:
     """All frames of `ds` as one array with a leading frame axis; with `frames`, only those
-    (in that order: what the OCR gate reads of a long cine without decoding all of it)."""
+    (in that order: what the OCR gate reads of a long cine without decoding all of it). With
+    `unused_bits`, the bits above High Bit are returned as stored (pydicom otherwise clears them
+    for native, RLE and JPEG data, but not for JPEG-LS and JPEG 2000): see pixels.highbits."""
     ts = transfer_syntax(ds)
+    name = syntax_name(ts)
     pi = str(ds.get("PhotometricInterpretation", "")).strip()
     bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
     if bits_allocated not in (8, 16):
-        raise PixelDecodeError(f"unsupported Bits Allocated {bits_allocated} ({ts.name}); only 8 and 16 bit")
+        shown = bits_allocated if bits_allocated in (1, 32, 64) else "other than the standard's"
+        raise PixelDecodeError(f"unsupported Bits Allocated ({shown}) ({name}); only 8 and 16 bit")
     if pi not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR",
                   "YBR_RCT", "YBR_ICT"):
-        raise PixelDecodeError(f"unsupported Photometric Interpretation {pi!r} ({ts.name})")
+        # the value is quoted only when it is one of the standard's terms (a malformed file may hold any text)
+        shown = pi if pi in STANDARD_PHOTOMETRIC else "a value the standard does not define"
+        raise PixelDecodeError(f"unsupported Photometric Interpretation ({shown}) ({name})")
     # YBR_FULL stored exactly (native or lossless) is kept as stored; anything else in YBR is
     # converted to RGB by pydicom, as a viewer would show it (YBR_FULL_422 cannot be written
     # back subsampled without mixing the fill into neighbouring chroma, and several IODs,
@@ -86,9 +106,10 @@ def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
     raw = pi == "YBR_FULL" and ts not in LOSSY_SYNTAXES
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     expected = int(ds.get("NumberOfFrames", 1) or 1)
+    options = {"correct_unused_bits": False} if unused_bits else {}
     try:
         if frames is None:
-            arr = pixel_array(ds, raw=raw)
+            arr = pixel_array(ds, raw=raw, **options)
             if arr.ndim == (2 if samples == 1 else 3):
                 arr = arr[np.newaxis]
             if arr.shape[0] != expected:
@@ -96,11 +117,11 @@ def decode(ds: Dataset, frames: list[int] | None = None) -> Decoded:
         else:
             if any(not 0 <= i < expected for i in frames):
                 raise PixelDecodeError(f"frame index out of range 0..{expected - 1}")
-            arr = np.stack([pixel_array(ds, raw=raw, index=i) for i in frames])
+            arr = np.stack([pixel_array(ds, raw=raw, index=i, **options) for i in frames])
     except PixelDecodeError as exc:
-        raise PixelDecodeError(f"{exc} ({ts.name})") from None
+        raise PixelDecodeError(f"{exc} ({name})") from None
     except Exception as exc:  # noqa: BLE001 -- any codec failure means: cannot be redacted
-        raise PixelDecodeError(f"cannot decode pixel data ({ts.name}, {pi}): {type(exc).__name__}") from None
+        raise PixelDecodeError(f"cannot decode pixel data ({name}, {pi}): {type(exc).__name__}") from None
     out_pi = "YBR_FULL" if raw else {"YBR_FULL": "RGB", "YBR_FULL_422": "RGB", "YBR_RCT": "RGB",
                                       "YBR_ICT": "RGB"}.get(pi, pi)
     lossy = ts in LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")).strip() == "01"
@@ -122,7 +143,8 @@ def encode(ds: Dataset, decoded: Decoded, frames: np.ndarray, recompress: bool =
     try:
         set_pixel_data(ds, arr, decoded.photometric, decoded.bits_stored, generate_instance_uid=False)
     except (ValueError, NotImplementedError, AttributeError) as exc:
-        raise PixelDecodeError(f"cannot write the redacted pixels ({source.name}): {exc}") from None
+        # pydicom's message may quote a value of the data set: only its type is shown
+        raise PixelDecodeError(f"cannot write the pixels back ({syntax_name(source)}): {type(exc).__name__}") from None
     if keep_frames and "NumberOfFrames" not in ds:
         ds.NumberOfFrames = 1  # multi-frame IODs require it even for one frame
     if decoded.lossy:

@@ -1,6 +1,6 @@
 """The pixel stage of the pipeline: machine rule -> redact -> OCR gate.
 
-    engine = Engine(policy, keys, pixel_stage=make_pixel_stage(parse_pixels_section(doc.get("pixels"))))
+    engine = Engine(policy, keys, pixel_stage=make_pixel_stage(parse_pixels_section(doc.get("pixels")), keys))
 
 For each instance with Pixel Data:
 1. The first rule whose signature matches the ORIGINAL dataset (de-identification removes
@@ -8,10 +8,18 @@ For each instance with Pixel Data:
 2. Whether the image may carry burned-in text is judged on the original too
    (BurnedInAnnotation=YES, a suspect modality, a screen-capture SOP class, CTP's heuristic).
    Such an image with no matching rule is quarantined (unknown_device: quarantine).
-3. The regions are blanked in every frame of the de-identified dataset (decoded pixels).
-4. The OCR gate reads what is left, for suspect images of the modalities it is enabled for;
+3. Bits of the pixel cells outside the stored value (embedded overlays in the bits above High
+   Bit, and the overlay planes the original's 60xx elements declare) are cleared
+   (pixels.highbits); lossy data with such bits is quarantined.
+4. The regions are blanked in every frame of the de-identified dataset (decoded pixels).
+5. The OCR gate reads what is left, for suspect images of the modalities it is enabled for;
    any finding quarantines the instance.
-Work notes (no PHI) go to work.notes["pixels"].
+6. Post-check: no bit outside the stored value is left set (native data: one numpy pass;
+   compressed data the stage rewrote: decoded again).
+Work notes (no PHI) go to work.notes["pixels"]. Reasons name attributes, counts and the
+device's key, never a value read from the data set: the device is named by `device_key`, a
+keyed hash of its manufacturer, model and image size, which `gantry-node rules scaffold`
+prints next to each device it lists.
 """
 
 from __future__ import annotations
@@ -19,27 +27,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gantry_node.deid import Change, Keys
 from gantry_node.pipeline import Quarantine, Work
 from gantry_node.pixels.codec import Decoded, PixelDecodeError, decode, has_pixels
 from gantry_node.pixels.config import PixelConfig
+from gantry_node.pixels.device import device_key
+from gantry_node.pixels.highbits import HighBitsError, clear_high_bits, high_bits_problem
 from gantry_node.pixels.ocr import judge, luminance, read_words, sample_frames
 from gantry_node.pixels.redact import redact
 from gantry_node.pixels.rules import RuleMatcher
 from gantry_node.pixels.suspect import SCREEN_CAPTURE_SOP_CLASSES, suspect_reasons
 
 
-def make_pixel_stage(config: PixelConfig) -> Callable[[Work], None]:
-    """The callable for `Engine.pixel_stage`."""
+def make_pixel_stage(config: PixelConfig, keys: Keys | None = None) -> Callable[[Work], None]:
+    """The callable for `Engine.pixel_stage`. `keys` (the engine's) key the device names in
+    reasons; without them the device key is an unkeyed hash."""
 
     matcher = RuleMatcher(config.rules)
 
     def pixel_stage(work: Work) -> None:
-        run_pixel_stage(work, config, matcher)
+        run_pixel_stage(work, config, matcher, keys)
 
     return pixel_stage
 
 
-def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None = None) -> None:
+def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None = None,
+                    keys: Keys | None = None) -> None:
     original, ds = work.original, work.dataset
     notes: dict[str, Any] = {}
     work.notes["pixels"] = notes
@@ -55,8 +68,10 @@ def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None
     if rule is None and suspect and config.unknown_device == "quarantine":
         raise Quarantine(
             f"pixels: image may carry burned-in text ({', '.join(suspect)}) and no machine rule matches "
-            f"this device ({_device(original)}); add a rule for it (gantry-node rules scaffold)", "pixels")
+            f"device {device_key(original, keys)}; add a rule for it (`gantry-node rules scaffold FOLDER "
+            "--secret-file SECRET` lists each device with its key)", "pixels")
 
+    rewrote = _clear_high_bits(work, notes)
     decoded: Decoded | None = None
     if rule and rule.regions:
         try:
@@ -90,6 +105,29 @@ def run_pixel_stage(work: Work, config: PixelConfig, matcher: RuleMatcher | None
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
             raise Quarantine(f"pixels: OCR found {shown}{more}", "pixels")
 
+    problem = high_bits_problem(ds, original, compressed_too=rewrote or bool(notes.get("redacted")))
+    if problem:
+        raise Quarantine(f"pixels: post-check failed: {problem}", "pixels")
+
+
+def _clear_high_bits(work: Work, notes: dict[str, Any]) -> bool:
+    """Step 3; records the rewrite in the notes and the changes. Returns whether Pixel Data changed."""
+    try:
+        cleared = clear_high_bits(work.dataset, work.original)
+    except HighBitsError as exc:
+        raise Quarantine(f"pixels: {exc}", "pixels") from None
+    if cleared.planes or cleared.values:
+        notes.update(cleared.notes())
+    if not cleared.values:
+        return False
+    element = work.dataset["PixelData"]
+    vr = element.VR if element.VR in ("OB", "OW") else "OW" if int(work.dataset.BitsAllocated) > 8 else "OB"
+    work.changes.append(Change(
+        "(7FE0,0010)", element.tag, "PixelData", vr, "C",
+        f"pixels: bits outside the stored value cleared in {cleared.frames} frame(s) "
+        f"({cleared.values} pixel value(s); embedded overlay or stray bits)"))
+    return True
+
 
 def _decode(ds, frames: list[int]) -> Decoded:
     try:
@@ -105,10 +143,3 @@ def _ocr_wanted(original, unknown: bool, config: PixelConfig) -> bool:
     if unknown and config.unknown_device == "ocr":
         return True
     return bool(kinds & set(config.ocr.enabled_modalities))
-
-
-def _device(ds) -> str:
-    """Device descriptors for the operator (manufacturer, model, size; not patient data)."""
-    maker = str(ds.get("Manufacturer", "") or "?").strip()
-    model = str(ds.get("ManufacturerModelName", "") or "?").strip()
-    return f"Manufacturer {maker!r}, model {model!r}, {ds.get('Rows', '?')}x{ds.get('Columns', '?')}"
