@@ -46,7 +46,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pynetdicom import AE  # noqa: E402
+from pynetdicom import AE, _config  # noqa: E402
 from pynetdicom.sop_class import CTImageStorage  # noqa: E402
 
 from gantry_node.synthetic import Study  # noqa: E402
@@ -162,7 +162,7 @@ def pdu_case(rng: random.Random) -> tuple[str, list[bytes]]:
     return how, [bytes(rq), pdata + pdv]
 
 
-def raw_send(port: int, chunks: list[bytes], read_timeout: float = 2.0) -> None:
+def raw_send(port: int, chunks: list[bytes], read_timeout: float = 0.5) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.settimeout(read_timeout)
         for chunk in chunks:
@@ -182,19 +182,34 @@ def slow_sender(port: int, seconds: float, stop: threading.Event) -> None:
             while time.monotonic() < end and not stop.is_set() and i < len(data):
                 s.sendall(data[i:i + 1])
                 i += 1
-                time.sleep(1.0)
+                stop.wait(1.0)
     except OSError:
         pass
 
 
-def c_store(port: int, part10: bytes, tmp: Path, timeout: float = CANARY_TIMEOUT) -> int | None:
-    """Send the file's bytes with one pynetdicom association; the status, or None when the node
-    did not answer (association refused or aborted, or no response in time)."""
+def sent_uid(part10: bytes) -> str | None:
+    """The Affected SOP Instance UID pynetdicom sends for these file bytes: the data set's own
+    SOP Instance UID (it reads the file whole), which a mutation may have changed."""
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(io.BytesIO(part10)).SOPInstanceUID)
+    except Exception:  # noqa: BLE001 -- pynetdicom cannot send it either
+        return None
+
+
+def c_store(port: int, part10: bytes, tmp: Path, timeout: float = CANARY_TIMEOUT, raw: bool = False) -> int | None:
+    """Send the file with one pynetdicom association; the status, or None when the node did not
+    answer (association refused or aborted, or no response in time). `raw`: the data set's
+    bytes as they are in the file, under the file meta's UIDs (pynetdicom's chunked send),
+    so a data set pynetdicom itself could not parse reaches the node; otherwise pynetdicom
+    reads the file and sends the data set it decoded."""
     path = tmp / f"send-{threading.get_ident()}-{time.monotonic_ns()}.dcm"
     path.write_bytes(part10)
     ae = AE(ae_title="FUZZER")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(CTImageStorage, EXPLICIT)
+    _config.STORE_SEND_CHUNKED_DATASET = raw
     try:
         assoc = ae.associate("127.0.0.1", port, ae_title="GANTRY")
         if not assoc.is_established:
@@ -300,7 +315,11 @@ def main() -> int:
             threads: list[threading.Thread] = []
             if kind == "dataset":
                 part10, uid = seed_file(rng, case)
-                status = c_store(port, mutate_data_set(rng, part10), work)
+                mutated = mutate_data_set(rng, part10)
+                raw = rng.random() < 0.5  # the file's bytes as they are, or as pynetdicom reads them
+                if not raw:
+                    uid = sent_uid(mutated) or uid
+                status = c_store(port, mutated, work, raw=raw)
                 label = "no answer" if status is None else "unsendable" if status < 0 else f"0x{status:04X}"
                 answered[label] += 1
                 if status is not None and status >= 0 and (status == 0 or status >> 12 == 0xB):

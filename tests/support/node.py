@@ -231,10 +231,11 @@ def orthanc_available() -> bool:
 
 
 @contextmanager
-def orthanc(tmp: Path, ae_title: str = "ORTHANC", modalities: dict[str, list] | None = None,
-            name: str = "orthanc") -> Iterator[tuple[int, int]]:
+def orthanc(tmp: Path, ae_title: str = "ORTHANC", modalities: dict[str, list | dict] | None = None,
+            name: str = "orthanc", extra: dict | None = None) -> Iterator[tuple[int, int]]:
     """Our own Orthanc on loopback: yields (dicom_port, http_port). `modalities` are the peers
-    it may send to ({"gantry": ["GANTRY", "127.0.0.1", port]})."""
+    it may send to ({"gantry": ["GANTRY", "127.0.0.1", port]}); `extra` more configuration
+    (e.g. the DicomTls* settings)."""
     import json
 
     dicom_port, http_port = free_port(), free_port()
@@ -246,7 +247,7 @@ def orthanc(tmp: Path, ae_title: str = "ORTHANC", modalities: dict[str, list] | 
         "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
         "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomServerEnabled": True,
         "HttpServerEnabled": True, "Plugins": [], "DicomCheckCalledAet": False,
-        "DicomModalities": modalities or {},
+        "DicomModalities": modalities or {}, **(extra or {}),
     }))
     log = open(root / "orthanc.log", "wb")  # noqa: SIM115 -- closed in finally
     proc = subprocess.Popen(["Orthanc", str(config)], stdout=log, stderr=subprocess.STDOUT)
