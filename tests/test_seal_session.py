@@ -52,7 +52,8 @@ def test_instances_anonymized_before_sealing_are_sealed_by_the_backup(tmp_path, 
     with Session(tmp_path / "gantry.db", secret_file=secret_file) as s:
         s.ingest(folder)
         s.apply_remediation()
-        assert "EncryptedAttributesSequence" not in pydicom.dcmread(s.patients[0].studies[0].series[0].instances[0].path)
+        (before,) = s.patients[0].studies[0].series[0].instances
+        assert "EncryptedAttributesSequence" not in before.header
         s.enable_reversible_anonymization(cert_path)
         backup = s.preserve_identities()
         assert backup.sealed == [1] and backup.pending == []
