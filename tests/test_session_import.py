@@ -97,3 +97,22 @@ def test_scan_with_a_policy_file(session, tmp_path):
     # the rules file is the policy of this scan: its override is what the findings report
     assert {f.reason for f in ruled} == {"kept free text holding the patient's identity"}
     assert {f.reason for f in default} != {f.reason for f in ruled}
+
+
+def test_scan_and_remediation_across_processes_match_one_process(tmp_path, secret_file, cohort, monkeypatch):
+    from gantry_node.offline import steps
+
+    results = []
+    for name, workers in (("serial", 1), ("pool", 2)):
+        if workers > 1:
+            monkeypatch.setattr(steps, "PARALLEL_THRESHOLD", 1)
+        with Session(tmp_path / f"{name}.db", secret_file=secret_file) as s:
+            s.import_folder(cohort[0], progress=False)
+            findings = s.scan_for_phi(progress=False, workers=workers)
+            s.apply_remediation(progress=False, workers=workers)
+            s.execute_config(progress=False)
+            s.export(tmp_path / name, progress=False)
+            results.append((findings.to_dataframe(reveal=True).to_dict("records"),
+                            {str(p.relative_to(tmp_path / name)): p.read_bytes()
+                             for p in (tmp_path / name).rglob("*.dcm")}))
+    assert results[0] == results[1] and len(results[0][1]) == 7  # the ultrasounds: no rule loaded

@@ -46,17 +46,17 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Identity, Keys, Policy, SecretError, new_secret, policy_from_mapping, scan, verify
+from gantry_node.deid import Identity, Keys, Policy, SecretError, new_secret, policy_from_mapping, verify
 from gantry_node.deid.encoding import encode_dataset
-from gantry_node.deid.scan import Finding
 from gantry_node.dicomio import BadInput, read_instance, write_atomic
 from gantry_node.offline import config as cfg
+from gantry_node.offline import steps
 from gantry_node.offline.catalogue import Catalogue, is_sqlite_file
 from gantry_node.offline.cohort import Device, Patient, build_devices, build_graph
 from gantry_node.offline.findings import Findings, PhiFinding
-from gantry_node.offline.importer import catalogue_files, header_row, iter_files
+from gantry_node.offline.importer import catalogue_files, iter_files
 from gantry_node.offline.logs import configure_from_env, log
-from gantry_node.pipeline import Engine, Quarantine, Work, stage_deidentify, stage_seal
+from gantry_node.pipeline import Engine, Quarantine, Work
 from gantry_node.settings_files import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
@@ -264,18 +264,15 @@ class Session:
         return self.catalogue.instances("status = 'ok'" + (f" and ({where})" if where else ""), params)
 
     # -- 3. PHI scan -------------------------------------------------------------------------
-    def scan_for_phi(self, rules: Policy | str | Path | None = None, *, progress: bool = True) -> Findings:
+    def scan_for_phi(self, rules: Policy | str | Path | None = None, *, progress: bool = True,
+                     workers: int | None = None) -> Findings:
         """What the policy (or the policy file `rules`) would change in every original
         instance, and identifying text it would keep. Values stay in memory."""
         policy = self.policy if rules is None else rules if isinstance(rules, Policy) else load_policy(rules)
         rows = self._ok_rows()
-        items: list[PhiFinding] = []
-        for row in _bar("scanning", progress)(rows, len(rows)):
-            try:
-                found = scan(_read_header(row["source"]), policy, self.keys)
-            except Exception as exc:  # noqa: BLE001 -- a file that changed since import
-                found = [Finding("", "", "", "", f"cannot scan: {type(exc).__name__}", "held back")]
-            items += [PhiFinding.of(f, row["id"]) for f in found]
+        results = steps.run(steps.scan_one, [(r["id"], r["source"]) for r in rows],
+                            {"policy": policy, "keys": self.keys}, _bar("scanning", progress), workers)
+        items: list[PhiFinding] = [f for found in results for f in found]
         findings = Findings(items, instances=len(rows))
         self.catalogue.audit("scan", "scanned", instances=len(rows), findings=len(items))
         log(logging.INFO, "scan done", instances=len(rows), findings=len(items))
@@ -351,60 +348,34 @@ class Session:
         return recover(ds, load_private_key(key_path), cert).dataset
 
     # -- 5. metadata -------------------------------------------------------------------------
-    def apply_remediation(self, findings: Findings | None = None, *, progress: bool = True) -> StepReport:
+    def apply_remediation(self, findings: Findings | None = None, *, progress: bool = True,
+                          workers: int | None = None) -> StepReport:
         """De-identify the metadata of every catalogued instance (the node's deidentify and
         seal stages; pixels untouched), into the session folder. Re-running redoes it (and
         invalidates pixel work done on the previous output). Findings whose action is "keep"
         are returned in `not_addressed`: the policy keeps them; add an override to change that."""
-        report = self._remediate(self._ok_rows(), "remediate", progress)
+        report = self._remediate(self._ok_rows(), "remediate", progress, workers)
         report.not_addressed = [f for f in (findings or []) if f.action.startswith("keep")]
         return report
 
     anonymize_metadata = apply_remediation
 
-    def _remediate(self, rows: list[dict[str, Any]], step: str, progress: bool) -> StepReport:
+    def _remediate(self, rows: list[dict[str, Any]], step: str, progress: bool,
+                   workers: int | None = None) -> StepReport:
         out_dir = self._store_dir("instances")
-        engine = Engine(self.policy, self.keys, sealer=self.sealer)
-        fingerprint = cfg.policy_fingerprint(self.policy)
+        context = {"engine": Engine(self.policy, self.keys, sealer=self.sealer), "folder": self.folder,
+                   "policy_fp": cfg.policy_fingerprint(self.policy)}
+        items = [(r["id"], r["source"], str(out_dir / f"{r['id']}.dcm")) for r in rows]
+        results = steps.run(steps.remediate_one, items, context, _bar("de-identifying", progress), workers)
         report = StepReport(step)
-        updates, events = [], []
-        for row in _bar("de-identifying", progress)(rows, len(rows)):
-            values: dict[str, Any] = {"pixel_state": None, "pixel_rule": None, "pixel_reason": None,
-                                      "pixel_output": None, "pixel_config_fp": None, "verify_state": None,
-                                      "verify_reason": None, "policy_fp": fingerprint}
-            try:
-                work = Work(read_instance(row["source"]))
-                stage_deidentify(work, engine)
-                stage_seal(work, engine)
-                encoded = encode_dataset(work.dataset)
-            except BadInput as exc:
-                values.update(meta_state="held", meta_reason=f"unreadable instance: {exc.problem}", output=None)
-            except Quarantine as q:
-                values.update(meta_state="held", meta_reason=q.reason, output=None)
-            except Exception as exc:  # noqa: BLE001 -- fail closed; the message may quote data
-                values.update(meta_state="held", meta_reason=f"cannot de-identify: {type(exc).__name__}",
-                              output=None)
+        for instance_id, values, changes in results:
+            if values["meta_state"] == "held":
+                report.held_back[instance_id] = values["meta_reason"]
             else:
-                target = out_dir / f"{row['id']}.dcm"
-                write_atomic(encoded, target, 0o600, durable=False)
-                ds = work.dataset
-                changes = Counter(c.action for c in work.changes)
-                values.update(
-                    meta_state="remediated", meta_reason=None, output=str(target.relative_to(self.folder)),
-                    output_sha256=hashlib.sha256(encoded).hexdigest(), output_size=len(encoded),
-                    clean_sop_uid=str(ds.SOPInstanceUID), clean_study_uid=str(ds.get("StudyInstanceUID", "")),
-                    clean_series_uid=str(ds.get("SeriesInstanceUID", "")),
-                    clean_patient_id=str(ds.get("PatientID", "") or ""),
-                    clean_attrs=header_row(ds)["attrs"], sealed=int(bool(work.notes.get("sealed"))),
-                    changes=json.dumps(changes, sort_keys=True))
                 report.done += 1
                 report.counts.update(changes)
-            if values["meta_state"] == "held":
-                report.held_back[row["id"]] = values["meta_reason"]
-            updates.append((row["id"], values))
-            events.append((values["meta_state"], row["id"], {"sealed": values.get("sealed", 0)}))
-        self.catalogue.update_many(updates)
-        self.catalogue.audit_many(step, events)
+        self.catalogue.update_many((i, v) for i, v, _ in results)
+        self.catalogue.audit_many(step, [(v["meta_state"], i, {"sealed": v.get("sealed", 0)}) for i, v, _ in results])
         log(logging.INFO, f"{step} done", instances=report.done, held_back=len(report.held_back))
         return report
 
