@@ -124,3 +124,17 @@ def test_the_session_never_deletes_what_it_did_not_create(tmp_path, secret_file)
         with pytest.raises(SessionError, match="was not created by this session"):
             s.apply_remediation()
     assert (blocked / "gantry.db.d" / "keep.txt").read_text() == "not the session's"
+
+
+def test_the_session_is_found_again_from_another_working_directory(tmp_path, secret_file, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(CT_SMALL, src / "ct.dcm")
+    monkeypatch.chdir(tmp_path)
+    with Session("gantry.db", secret_file=secret_file) as s:
+        s.import_folder("in")
+        s.apply_remediation()
+    monkeypatch.chdir(src)
+    with Session(tmp_path / "gantry.db", secret_file=secret_file) as s:
+        s.apply_remediation()  # its own folder, opened by another path
+        assert len(s.export(tmp_path / "out").written) == 1

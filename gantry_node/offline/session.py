@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Iterable
@@ -191,10 +192,17 @@ class Session:
         return Engine(self.policy, self.keys, sealer=self.sealer, pixel_stage=make_pixel_stage(self.pixel_config))
 
     def _store_dir(self, kind: str) -> Path:
+        """gantry.db.d/<kind>, created by this session (a marker file holds the session's id,
+        so the folder is recognised wherever the session is opened from)."""
+        session_id = self.catalogue.get_meta("session_id")
+        if session_id is None:
+            session_id = uuid.uuid4().hex
+            self.catalogue.set_meta("session_id", session_id)
+        marker = self.folder / ".gantry-session"
         if not self.folder.exists():
             self.folder.mkdir(mode=0o700)
-            self.catalogue.set_meta("folder_created", str(self.folder))
-        elif self.catalogue.get_meta("folder_created") != str(self.folder):
+            marker.write_text(session_id + "\n")
+        elif not marker.is_file() or marker.read_text().strip() != session_id:
             raise SessionError(f"{self.folder} exists and was not created by this session; move it away")
         target = self.folder / kind
         target.mkdir(mode=0o700, exist_ok=True)
@@ -210,8 +218,9 @@ class Session:
         if not folder.exists():
             raise SessionError(f"{folder} does not exist")
         known = self.catalogue.known_sources()
+        own = str(self.path.resolve())  # the database, its -wal/-shm and .secret files
         paths = [str(p.resolve()) for p in iter_files(folder, exclude=[self.folder])
-                 if p.resolve() != self.path.resolve() and not str(p).startswith(str(self.path))]
+                 if not str(p.resolve()).startswith(own)]
         new = [p for p in paths if p not in known]
         rows = catalogue_files(new, _bar("importing", progress), workers)
         seen = {r["sop_uid"]: r["id"] for r in self.catalogue.instances("status = 'ok'")}
