@@ -259,6 +259,7 @@ class Session:
         import pandas as pd
 
         devices = self.devices
+        self.catalogue.audit("inventory", "examined", devices=len(devices))
         log(logging.INFO, "inventory", devices=len(devices))
         return pd.DataFrame([{"Manufacturer": d.manufacturer, "ManufacturerModelName": d.model,
                               "DeviceSerialNumber": d.serial, "instances": d.instances,
