@@ -1,7 +1,8 @@
 """The library's log: the `gantry_node.offline` logger, configured from the environment.
 
     GANTRY_LOG_LEVEL=INFO          # DEBUG, INFO, WARNING (default), ERROR
-    GANTRY_LOG_FILE=session.log    # JSON lines appended to this file (else stderr, WARNING and up)
+    GANTRY_LOG_FILE=session.log    # JSON lines appended to this file (with only a level: to stderr;
+                                   # with neither: WARNING and up on stderr, Python's default)
 
 Messages carry counts, internal instance ids and the paths the caller gave; never a value read
 from a data set.
@@ -36,8 +37,8 @@ def configure_from_env() -> None:
     if level:
         logger.setLevel(getattr(logging, level.upper(), logging.WARNING))
     path = os.environ.get("GANTRY_LOG_FILE")
-    if path:
-        handler = logging.FileHandler(path, encoding="utf-8")
+    if path or level:
+        handler = logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler()
         handler.setFormatter(JsonLines())
         logger.addHandler(handler)
 
