@@ -151,7 +151,7 @@ def select(session: Session, subset: Any) -> set[int] | None:
 
 def export(session: Session, folder: Path, safe: bool, subset: Any, progress: bool) -> ExportReport:
     from gantry_node.dicomio import write_atomic
-    from gantry_node.offline.session import _bar
+    from gantry_node.offline.common import progress_bar
     from gantry_node.pixels.rules import RuleMatcher
 
     wanted = select(session, subset)
@@ -161,7 +161,7 @@ def export(session: Session, folder: Path, safe: bool, subset: Any, progress: bo
     report = ExportReport(folder, safe=safe)
     matcher = RuleMatcher(session.pixel_config.rules)
     events = []
-    for r in _bar("exporting", progress)(rows, len(rows)):
+    for r in progress_bar("exporting", progress)(rows, len(rows)):
         if safe:
             found = session.check_instance(r, matcher)
             if found:

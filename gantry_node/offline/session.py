@@ -37,34 +37,28 @@ import json
 import logging
 import os
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Identity, Keys, Policy, SecretError, new_secret, policy_from_mapping, verify
-from gantry_node.deid.encoding import encode_dataset
-from gantry_node.dicomio import BadInput, read_instance, write_atomic
+from gantry_node.deid import Keys, Policy, SecretError, new_secret, policy_from_mapping
+from gantry_node.dicomio import read_instance
 from gantry_node.offline import config as cfg
-from gantry_node.offline import steps
+from gantry_node.offline import pixels_step, steps, verification
 from gantry_node.offline.catalogue import Catalogue, is_sqlite_file
 from gantry_node.offline.cohort import Device, Patient, build_devices, build_graph
+from gantry_node.offline.common import SessionError, StepReport, progress_bar
 from gantry_node.offline.findings import Findings, PhiFinding
 from gantry_node.offline.importer import catalogue_files, iter_files
 from gantry_node.offline.logs import configure_from_env, log
-from gantry_node.pipeline import Engine, Quarantine, Work
+from gantry_node.pipeline import Engine
 from gantry_node.settings_files import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
-
-
-class SessionError(ValueError):
-    """The session cannot do what was asked; the message names the file or step."""
 
 
 @dataclass
@@ -98,19 +92,6 @@ class IdentityBackup:
                 f"{len(self.pending)} to seal in apply_remediation, {len(self.not_covered)} findings not covered)")
 
 
-@dataclass
-class StepReport:
-    step: str
-    done: int = 0
-    held_back: dict[int, str] = field(default_factory=dict)  # instance id -> reason (no PHI)
-    counts: Counter = field(default_factory=Counter)
-    not_addressed: list[PhiFinding] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {k}: {v}" for k, v in sorted(self.counts.items()))
-        return f"StepReport({self.step}: {self.done} done, {len(self.held_back)} held back{extra})"
-
-
 class Session:
     def __init__(self, path: str | Path = "gantry.db", *, secret_file: str | Path | None = None,
                  policy: Policy | str | Path | None = None) -> None:
@@ -126,11 +107,11 @@ class Session:
         self.keys, self.secret_path = self._load_secret(secret_file)
         stored_policy = self.catalogue.get_meta("policy")
         if policy is not None:
-            self._set_policy(policy if isinstance(policy, Policy) else load_policy(policy))
+            self.set_policy(policy if isinstance(policy, Policy) else load_policy(policy))
         elif stored_policy is not None:
             self.policy = policy_from_mapping(stored_policy, f"{path}: policy")
         else:
-            self._set_policy(load_policy(None))
+            self.set_policy(load_policy(None))
         self.sealing = None
         self.sealer = None
         sealing = self.catalogue.get_meta("sealing")
@@ -166,7 +147,7 @@ class Session:
                               "would change. Pass the secret the session was created with")
         return keys, secret
 
-    def _set_policy(self, policy: Policy) -> None:
+    def set_policy(self, policy: Policy) -> None:
         self.policy = policy
         self.catalogue.set_meta("policy", cfg.policy_to_mapping(policy))
 
@@ -191,7 +172,7 @@ class Session:
 
         return Engine(self.policy, self.keys, sealer=self.sealer, pixel_stage=make_pixel_stage(self.pixel_config))
 
-    def _store_dir(self, kind: str) -> Path:
+    def store_dir(self, kind: str) -> Path:
         """gantry.db.d/<kind>, created by this session (a marker file holds the session's id,
         so the folder is recognised wherever the session is opened from)."""
         session_id = self.catalogue.get_meta("session_id")
@@ -222,7 +203,7 @@ class Session:
         paths = [str(p.resolve()) for p in iter_files(folder, exclude=[self.folder])
                  if not str(p.resolve()).startswith(own)]
         new = [p for p in paths if p not in known]
-        rows = catalogue_files(new, _bar("importing", progress), workers)
+        rows = catalogue_files(new, progress_bar("importing", progress), workers)
         seen = {r["sop_uid"]: r["id"] for r in self.catalogue.instances("status = 'ok'")}
         report = ImportReport(already_known=len(paths) - len(new))
         for row in rows:
@@ -270,7 +251,7 @@ class Session:
 
     examine = inventory
 
-    def _ok_rows(self, where: str = "", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    def ok_rows(self, where: str = "", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         return self.catalogue.instances("status = 'ok'" + (f" and ({where})" if where else ""), params)
 
     # -- 3. PHI scan -------------------------------------------------------------------------
@@ -279,9 +260,9 @@ class Session:
         """What the policy (or the policy file `rules`) would change in every original
         instance, and identifying text it would keep. Values stay in memory."""
         policy = self.policy if rules is None else rules if isinstance(rules, Policy) else load_policy(rules)
-        rows = self._ok_rows()
+        rows = self.ok_rows()
         results = steps.run(steps.scan_one, [(r["id"], r["source"]) for r in rows],
-                            {"policy": policy, "keys": self.keys}, _bar("scanning", progress), workers)
+                            {"policy": policy, "keys": self.keys}, progress_bar("scanning", progress), workers)
         items: list[PhiFinding] = [f for found in results for f in found]
         findings = Findings(items, instances=len(rows))
         self.catalogue.audit("scan", "scanned", instances=len(rows), findings=len(items))
@@ -331,14 +312,14 @@ class Session:
         if self.sealer is None or self.sealing is None:
             raise SessionError("preserve_identities needs a recipient certificate: call "
                                "enable_reversible_anonymization(cert_path) first")
-        unsealed = [r["id"] for r in self._ok_rows("output is not null and sealed = 0")]
+        unsealed = [r["id"] for r in self.ok_rows("output is not null and sealed = 0")]
         if unsealed:
-            self._remediate(self._ok_rows(f"id in ({','.join(map(str, unsealed))})"), "backup", progress=False)
+            self._remediate(self.ok_rows(f"id in ({','.join(map(str, unsealed))})"), "backup", progress=False)
         backup = IdentityBackup(
             recipients=[c.subject.rfc4514_string() for c in self.sealing.recipients],
             algorithm=self.sealing.algorithm,
-            sealed=[r["id"] for r in self._ok_rows("output is not null and sealed = 1")],
-            pending=[r["id"] for r in self._ok_rows("output is null")],
+            sealed=[r["id"] for r in self.ok_rows("output is not null and sealed = 1")],
+            pending=[r["id"] for r in self.ok_rows("output is null")],
             not_covered=[f for f in (findings or []) if f.action.startswith("keep")],
         )
         self.catalogue.audit("backup", "identities", sealed=len(backup.sealed), pending=len(backup.pending),
@@ -364,7 +345,7 @@ class Session:
         seal stages; pixels untouched), into the session folder. Re-running redoes it (and
         invalidates pixel work done on the previous output). Findings whose action is "keep"
         are returned in `not_addressed`: the policy keeps them; add an override to change that."""
-        report = self._remediate(self._ok_rows(), "remediate", progress, workers)
+        report = self._remediate(self.ok_rows(), "remediate", progress, workers)
         report.not_addressed = [f for f in (findings or []) if f.action.startswith("keep")]
         return report
 
@@ -372,11 +353,11 @@ class Session:
 
     def _remediate(self, rows: list[dict[str, Any]], step: str, progress: bool,
                    workers: int | None = None) -> StepReport:
-        out_dir = self._store_dir("instances")
+        out_dir = self.store_dir("instances")
         context = {"engine": Engine(self.policy, self.keys, sealer=self.sealer), "folder": self.folder,
                    "policy_fp": cfg.policy_fingerprint(self.policy)}
         items = [(r["id"], r["source"], str(out_dir / f"{r['id']}.dcm")) for r in rows]
-        results = steps.run(steps.remediate_one, items, context, _bar("de-identifying", progress), workers)
+        results = steps.run(steps.remediate_one, items, context, progress_bar("de-identifying", progress), workers)
         report = StepReport(step)
         for instance_id, values, changes in results:
             if values["meta_state"] == "held":
@@ -389,88 +370,21 @@ class Session:
         log(logging.INFO, f"{step} done", instances=report.done, held_back=len(report.held_back))
         return report
 
-    # -- 6. configuration and pixels ---------------------------------------------------------
+    # -- 6. configuration and pixels (offline/pixels_step.py) ----------------------------------
     def scaffold_config(self, path: str | Path) -> Path:
         """Write the unified configuration: the policy in force and one machine rule per
         device of the inventory, regions to fill in; and a PNG of a sample image of each device
         in `<name>_previews/` (regions drawn once the file is loaded with load_config)."""
-        path = Path(path)
-        if path.exists():
-            raise SessionError(f"{path} exists; not overwritten (load it with load_config, or pick a new name)")
-        devices = self.devices
-        rows = self._ok_rows()
-        sizes: dict[tuple, list[tuple]] = {}
-        for r in rows:
-            shape = (r["rows"], r["columns"])
-            bucket = sizes.setdefault((r["manufacturer"] or "", r["model"] or "", r["serial"] or ""), [])
-            if shape not in bucket:
-                bucket.append(shape)
-        previews = self._previews(path, {cfg.device_rule_id(i): ((d.manufacturer, d.model, d.serial), ())
-                                         for i, d in enumerate(devices, 1)}, rows)
-        text = cfg.scaffold_text(self.policy, devices, sizes,
-                                 {k: str(p.relative_to(path.parent)) for k, p in previews.items()})
-        write_atomic(text.encode("utf-8"), path, 0o644)
-        self.catalogue.audit("configure", "scaffolded", devices=len(devices))
-        return path
+        return pixels_step.scaffold(self, Path(path))
 
     setup_config = scaffold_config
-
-    def _previews(self, config_path: Path, wanted: dict[str, tuple[tuple, tuple]],
-                  rows: list[dict[str, Any]]) -> dict[str, Path]:
-        """One PNG per rule id: a sample image of its device (original pixels, in the config's
-        previews folder, which is as sensitive as the raw data) with `regions` drawn."""
-        from gantry_node.pixels.api import render_preview
-        from gantry_node.pixels.codec import PixelDecodeError, decode
-
-        out_dir = config_path.with_name(config_path.stem + "_previews")
-        written: dict[str, Path] = {}
-        for rule_id, (device, regions) in wanted.items():
-            sample = next((r for r in rows if (r["manufacturer"] or "", r["model"] or "", r["serial"] or "") == device
-                           and r["rows"]), None)
-            if sample is None:
-                continue
-            try:
-                ds = pydicom.dcmread(sample["source"])
-                decoded = decode(ds)
-            except (PixelDecodeError, OSError, ValueError):
-                continue
-            png = render_preview(decoded.frames[0], decoded.photometric, ds, regions)
-            written[rule_id] = write_atomic(png, out_dir / f"{rule_id}.png", 0o600)
-        return written
 
     def load_config(self, path: str | Path) -> Session:
         """Load the unified configuration: its policy becomes the session's (instances
         de-identified under another policy must go through apply_remediation again) and its
         pixel rules are used by execute_config. Errors name the file and the key."""
-        from gantry_node.pixels.rules import RuleMatcher
-
-        path = Path(path)
-        (policy, pixels), text = cfg.parse_config(path)
-        if cfg.policy_fingerprint(policy) != cfg.policy_fingerprint(self.policy):
-            self._set_policy(policy)
-        self.pixel_config, self.pixel_config_text, self.config_path = pixels, text, path.resolve()
-        self.catalogue.set_meta("pixel_config", {"path": str(path.resolve()), "text": text})
-        rows = self._ok_rows()
-        matcher = RuleMatcher(pixels.rules)
-        wanted: dict[str, tuple[tuple, tuple]] = {}
-        for rule in pixels.rules:
-            if rule.id.startswith("device-") and rule.regions:
-                sample = next((r for r in rows if matcher.first_match(_read_header(r["source"])) is rule), None)
-                if sample is not None:
-                    wanted[rule.id] = ((sample["manufacturer"] or "", sample["model"] or "", sample["serial"] or ""),
-                                       rule.regions)
-        self._previews(path, wanted, rows)
-        self.catalogue.audit("configure", "loaded", rules=len(pixels.rules), config=cfg.text_fingerprint(text))
+        pixels_step.load(self, Path(path))
         return self
-
-    def _pixel_target(self, original_header: Dataset, matcher) -> tuple[Any, list[str]]:
-        from gantry_node.pixels.suspect import suspect_reasons
-
-        config = self.pixel_config
-        rule = matcher.first_match(original_header)
-        suspect = suspect_reasons(original_header, config.suspect_modalities, config.suspect_sop_classes,
-                                  config.heuristic)
-        return rule, suspect
 
     def execute_config(self, *, progress: bool = True) -> StepReport:
         """Redact burned-in pixels with the loaded machine rules (the node's pixel stage), on
@@ -478,53 +392,7 @@ class Session:
         matches, and those that may carry burned-in text (these without a rule are held back;
         the OCR gate reads what is left). Metadata is not touched; other instances are left
         as they are."""
-        from gantry_node.pixels.rules import RuleMatcher
-        from gantry_node.pixels.stage import run_pixel_stage
-
-        out_dir = self._store_dir("pixels")
-        matcher = RuleMatcher(self.pixel_config.rules)
-        rows = self._ok_rows("meta_state = 'remediated' and rows is not null")
-        report = StepReport("pixels")
-        updates, events = [], []
-        for row in _bar("redacting", progress)(rows, len(rows)):
-            header = _read_header(row["source"])
-            rule, suspect = self._pixel_target(header, matcher)
-            values: dict[str, Any] = {"pixel_config_fp": self.pixel_config_fp, "pixel_output": None,
-                                      "pixel_rule": rule.id if rule else None, "pixel_reason": None,
-                                      "verify_state": None, "verify_reason": None}
-            if not ((rule and rule.regions) or suspect):
-                values["pixel_state"] = "not-needed"
-                updates.append((row["id"], values))
-                continue
-            try:
-                original = read_instance(row["source"])
-                stored = read_instance(self.folder / row["output"])
-                work = Work(original, dataset=stored, identity=Identity.of(original, self.policy.not_identifying))
-                run_pixel_stage(work, self.pixel_config, matcher)
-            except Quarantine as q:
-                values.update(pixel_state="held", pixel_reason=q.reason)
-                report.held_back[row["id"]] = q.reason
-            except BadInput as exc:
-                values.update(pixel_state="held", pixel_reason=f"unreadable instance: {exc.problem}")
-                report.held_back[row["id"]] = values["pixel_reason"]
-            else:
-                notes = work.notes.get("pixels", {})
-                if notes.get("redacted"):
-                    encoded = encode_dataset(work.dataset)
-                    target = out_dir / f"{row['id']}.dcm"
-                    write_atomic(encoded, target, 0o600, durable=False)
-                    values.update(pixel_state="redacted", pixel_output=str(target.relative_to(self.folder)),
-                                  output_sha256=hashlib.sha256(encoded).hexdigest(), output_size=len(encoded))
-                    report.counts[f"redacted by {rule.id}"] += 1
-                else:
-                    values["pixel_state"] = "checked"
-                report.done += 1
-            updates.append((row["id"], values))
-            events.append((values["pixel_state"], row["id"], {"rule": values["pixel_rule"]}))
-        self.catalogue.update_many(updates)
-        self.catalogue.audit_many("pixels", events)
-        log(logging.INFO, "pixels done", instances=report.done, held_back=len(report.held_back))
-        return report
+        return pixels_step.execute(self, progress=progress)
 
     redact_pixels = execute_config
 
@@ -536,90 +404,17 @@ class Session:
     def check_instance(self, row: dict[str, Any], matcher=None) -> list[PhiFinding]:
         """Why this instance must not leave ([] when it may): the verify stage on its stored
         output, and whether every step has been done under the current settings."""
-        def held(reason: str, kind: str = "Instance") -> list[PhiFinding]:
-            return [PhiFinding(kind, "", "", "", None, reason, "held back", row["id"])]
-
-        if row["status"] != "ok":
-            return held(f"not imported: {row['problem']}")
-        if row["meta_state"] is None:
-            return held("not de-identified (run apply_remediation)")
-        if row["meta_state"] == "held":
-            return held(row["meta_reason"])
-        if row["policy_fp"] != cfg.policy_fingerprint(self.policy):
-            return held("de-identified under another policy (run apply_remediation again)")
-        if row["rows"] is not None:
-            if row["pixel_state"] is None or row["pixel_config_fp"] != self.pixel_config_fp:
-                from gantry_node.pixels.rules import RuleMatcher
-
-                rule, suspect = self._pixel_target(_read_header(row["source"]),
-                                                   matcher or RuleMatcher(self.pixel_config.rules))
-                if (rule and rule.regions) or suspect:
-                    return held("burned-in pixels not handled under the current configuration (run execute_config)",
-                                "Pixels")
-            elif row["pixel_state"] == "held":
-                return held(row["pixel_reason"], "Pixels")
-        data = self.final_path(row).read_bytes()
-        if hashlib.sha256(data).hexdigest() != row["output_sha256"]:
-            return held("the stored output changed on disk since it was written")
-        ds = pydicom.dcmread(_bytes_file(data))
-        identity = Identity.of(_read_header(row["source"]), self.policy.not_identifying)
-        return [PhiFinding.of(f, row["id"]) for f in verify(ds, self.policy, identity, data)]
+        return verification.check_instance(self, row, matcher)
 
     def audit(self, *, progress: bool = True) -> Findings:
         """Residual findings on the MODIFIED cohort (falsy when clean): the verify stage on each
         stored output, and every instance held back or not yet through every step, with why."""
-        from gantry_node.pixels.rules import RuleMatcher
-
-        matcher = RuleMatcher(self.pixel_config.rules)
-        rows = self._ok_rows()
-        items: list[PhiFinding] = []
-        updates = []
-        for row in _bar("verifying", progress)(rows, len(rows)):
-            found = self.check_instance(row, matcher)
-            items += found
-            updates.append((row["id"], {"verify_state": "failed" if found else "clean",
-                                        "verify_reason": found[0].reason if found else None}))
-        self.catalogue.update_many(updates)
-        failed = sum(1 for _, v in updates if v["verify_state"] == "failed")
-        self.catalogue.audit("verify", "audited", instances=len(rows), failed=failed, findings=len(items))
-        log(logging.INFO, "audit done", instances=len(rows), failed=failed, findings=len(items))
-        return Findings(items, instances=len(rows))
+        return verification.audit(self, progress=progress)
 
     def validate(self):
-        """Type 1 and Type 2 attributes per instance that the current state (the stored output
-        once de-identified) lacks, or holds empty (Type 1), from the IOD tables the project
-        generates (rules/iod_attribute_types.json). Those tables list the attributes Table
-        E.1-1 can remove, from every module of the IOD, without saying which modules are
-        mandatory: so an attribute is reported when the original had it and the current state
-        does not (de-identification must not make an instance invalid), or when a Type 1
-        attribute is empty. A DataFrame: instance_id, keyword, type, problem."""
-        import pandas as pd
-        from pydicom.datadict import tag_for_keyword
-
-        from gantry_node.deid.profile import iod_types
-
-        sop_classes, iods = iod_types()
-        problems = []
-        for row in self._ok_rows():
-            original = _read_header(row["source"])
-            current = _read_header(self.final_path(row)) if row["output"] else original
-            iod = sop_classes.get(row["sop_class"] or "")
-            if iod is None:
-                problems.append({"instance_id": row["id"], "keyword": "SOPClassUID", "type": "",
-                                 "problem": "SOP class not in the IOD tables"})
-                continue
-            for keyword, kind in sorted(iods.get(iod, {}).items()):
-                tag = tag_for_keyword(keyword) if "/" not in keyword else None
-                if tag is None or kind not in ("1", "2") or tag == 0x7FE00010:
-                    continue
-                if tag not in current:
-                    if tag in original:
-                        problems.append({"instance_id": row["id"], "keyword": keyword, "type": kind,
-                                         "problem": f"Type {kind} attribute removed"})
-                elif kind == "1" and current[tag].is_empty:
-                    problems.append({"instance_id": row["id"], "keyword": keyword, "type": kind,
-                                     "problem": "Type 1 attribute empty"})
-        return pd.DataFrame(problems, columns=["instance_id", "keyword", "type", "problem"])
+        """Type 1 and Type 2 attributes the instances' current state lost or holds empty (a
+        DataFrame: instance_id, keyword, type, problem); see verification.validate."""
+        return verification.validate(self)
 
     # -- 8. export, analytics, report (offline/export.py, offline/report.py) -------------------
     def export(self, folder: str | Path, safe: bool = True, subset: Any = None, *, progress: bool = True):
@@ -684,26 +479,3 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session({str(self.path)!r}: {self.catalogue.count('status = ' + repr('ok'))} instances, "
                 f"{self.catalogue.count('output is not null')} de-identified)")
-
-
-def _read_header(path: str | Path) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom's warnings may quote values
-        return pydicom.dcmread(path, stop_before_pixels=True)
-
-
-def _bytes_file(data: bytes):
-    import io
-
-    return io.BytesIO(data)
-
-
-def _bar(desc: str, enabled: bool):
-    def wrap(items: Iterable, total: int) -> Iterable:
-        if not enabled:
-            return items
-        from tqdm import tqdm
-
-        return tqdm(items, total=total, desc=desc, unit="instance", disable=None, leave=False)
-
-    return wrap
