@@ -148,6 +148,8 @@ class Session:
         return keys, secret
 
     def set_policy(self, policy: Policy) -> None:
+        """Use `policy` from now on (kept in the database); instances de-identified under
+        another one are held back until apply_remediation runs again."""
         self.policy = policy
         self.catalogue.set_meta("policy", cfg.policy_to_mapping(policy))
 
