@@ -59,6 +59,7 @@ from gantry_node.pipeline import Engine
 from gantry_node.settings_files import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
+IMPORT_BATCH = 10_000  # files catalogued and inserted at a time
 
 
 @dataclass
@@ -205,21 +206,25 @@ class Session:
         paths = [str(p.resolve()) for p in iter_files(folder, exclude=[self.folder])
                  if not str(p.resolve()).startswith(own)]
         new = [p for p in paths if p not in known]
-        rows = catalogue_files(new, progress_bar("importing", progress), workers)
         seen = {r["sop_uid"]: r["id"] for r in self.catalogue.instances("status = 'ok'")}
         report = ImportReport(already_known=len(paths) - len(new))
-        for row in rows:
-            if row["status"] == "ok":
-                if row["sop_uid"] in seen:
-                    row.update(status="duplicate", problem=f"same SOP Instance UID as instance {seen[row['sop_uid']]}")
+        statuses: Counter = Counter()
+        bar = progress_bar("importing", progress)
+        for start in range(0, len(new), IMPORT_BATCH):  # memory bounded by a batch of rows
+            rows = catalogue_files(new[start:start + IMPORT_BATCH], bar, workers)
+            for row in rows:
+                if row["status"] == "ok":
+                    if row["sop_uid"] in seen:
+                        row.update(status="duplicate",
+                                   problem=f"same SOP Instance UID as instance {seen[row['sop_uid']]}")
+                    else:
+                        seen[row["sop_uid"]] = -1
+                if row["status"] == "ok":
+                    report.catalogued += 1
                 else:
-                    seen[row["sop_uid"]] = -1
-            if row["status"] == "ok":
-                report.catalogued += 1
-            else:
-                report.skipped.append((row["source"], row["status"], row["problem"]))
-        self.catalogue.add_instances(rows)
-        statuses = Counter(r["status"] for r in rows)
+                    report.skipped.append((row["source"], row["status"], row["problem"]))
+            self.catalogue.add_instances(rows)
+            statuses.update(r["status"] for r in rows)
         self.catalogue.audit("import", "imported", folder=str(folder), **statuses)
         log(logging.INFO, "import done", **statuses)
         return report
