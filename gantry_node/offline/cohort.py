@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -152,14 +151,3 @@ def build_devices(rows: list[dict[str, Any]]) -> list[Device]:
         g["burned"] |= (row["burned_in"] or "").upper() == "YES"
     return [Device(*key, g["n"], tuple(sorted(g["modalities"])), g["burned"])
             for key, g in sorted(groups.items(), key=lambda kv: (-kv[1]["n"], kv[0]))]
-
-
-class LazyGraph:
-    """The graph, built once per state of the database."""
-
-    def __init__(self, rows: list[dict[str, Any]], folder: Path) -> None:
-        self.rows, self.folder = rows, folder
-
-    @cached_property
-    def patients(self) -> list[Patient]:
-        return build_graph(self.rows, self.folder)
