@@ -8,7 +8,7 @@ __all__ = ["__version__", "Session"]
 def __getattr__(name: str):
     # `from gantry_node import Session` without importing pandas & co for every CLI call
     if name == "Session":
-        from gantry_node.session import Session
+        from gantry_node.offline.session import Session
 
         return Session
     raise AttributeError(f"module 'gantry_node' has no attribute {name!r}")

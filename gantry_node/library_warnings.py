@@ -107,6 +107,27 @@ class _Recorder(logging.Filter):
         return False
 
 
+class _Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Neither warnings nor pydicom's log records of WARNING and above leave the block: for
+    library code that reports problems its own way (by tag, see `instance_problems`) and must
+    never let a value reach the application's stderr or logs."""
+    drop = _Drop()
+    logger = logging.getLogger("pydicom")
+    logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.removeFilter(drop)
+
+
 @functools.cache
 def _library_dirs() -> tuple[str, ...]:
     """Where pydicom and pynetdicom live (found, not imported: the pure core has no pynetdicom)."""

@@ -39,22 +39,23 @@ def test_audit_lists_the_tags_and_never_the_values(tmp_path, run_cli, secret_fil
             assert_no_surname([proc.stderr], "the audit command's stderr")
 
 
-def test_session_keeps_the_problems_by_tag(tmp_path, capfd, caplog):
+def test_session_keeps_the_problems_by_tag(tmp_path, capfd, caplog, secret_file):
     path = write_invalid_instance(tmp_path / "in")
     caplog.set_level(logging.DEBUG)  # an application that logs everything pydicom logs
-    with warnings.catch_warnings(record=True) as shown, Session(secret=b"s" * 32, workdir=tmp_path / "w") as s:
+    with warnings.catch_warnings(record=True) as shown, \
+            Session(tmp_path / "s.db", secret_file=secret_file) as s:
         warnings.simplefilter("always")
-        s.ingest(tmp_path / "in")
-        s.audit_dataframe()
-        s.anonymize()
-        assert not s.verify()
-        s.cohort_dataframe()
-        report = s.compliance_report(tmp_path / "report.md")
+        s.import_folder(tmp_path / "in")
+        findings = s.scan_for_phi()
+        s.apply_remediation(findings)
+        s.audit()
+        s.export_dataframe()
+        report = s.generate_report(tmp_path / "report.md").read_text()
         problems = s.problems
-    assert [str(p).removesuffix(" (value withheld)") for p in problems[path]] == sorted(PROBLEM_TAGS)
-    assert all(p.tag and p.keyword for p in problems[path])
+    assert [str(p).removesuffix(" (value withheld)") for p in problems[str(path)]] == sorted(PROBLEM_TAGS)
+    assert all(p.tag and p.keyword for p in problems[str(path)])
     for problem in PROBLEM_TAGS:
         assert f"- {problem} (value withheld): 1 file" in report
     out, err = capfd.readouterr()
-    assert_no_surname([out, err, caplog.text, report, (tmp_path / "report.md").read_text(),
-                       *(str(w.message) for w in shown), repr(problems)], "the session's output")
+    assert_no_surname([out, err, caplog.text, report, *(str(w.message) for w in shown), repr(problems)],
+                      "the session's output")

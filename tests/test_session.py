@@ -26,52 +26,57 @@ def folder(tmp_path) -> Path:
     return src
 
 
-def test_full_curation_flow(tmp_path, folder, secret_file):
-    with Session(secret_file, workdir=tmp_path / "work") as s:
-        s.ingest(folder)
+@pytest.fixture
+def policy_file(tmp_path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text("options: {retain_patient_characteristics: true}\noverrides: {SeriesDescription: keep}\n")
+    return path
+
+
+def test_full_curation_flow(tmp_path, folder, secret_file, policy_file):
+    with Session(tmp_path / "gantry.db", secret_file=secret_file, policy=policy_file) as s:
+        report = s.ingest(folder)
         devices = s.examine()
-        assert set(devices["Modality"]) == {"CT", "MR"} and devices["instances"].sum() == 2
-        assert [i.source.name for i in s.unreadable] == ["notes.txt"]
+        assert devices["instances"].sum() == 2 and set(", ".join(devices["modalities"]).split(", ")) == {"CT", "MR"}
+        assert [(Path(p).name, status) for p, status, _ in report.skipped] == [("notes.txt", "not-dicom")]
 
-        s.configure(options={"retain_patient_characteristics": True}, overrides={"SeriesDescription": "keep"})
-        audit = s.audit_dataframe()
-        assert {"file", "path", "keyword", "action"} <= set(audit.columns)
+        audit = s.scan_for_phi().to_dataframe()
+        assert {"instance_id", "path", "field_name", "action"} <= set(audit.columns)
         assert "value" not in audit.columns
-        assert (audit["keyword"] == "PatientID").sum() == 2
+        assert (audit["field_name"] == "PatientID").sum() == 2
 
-        s.anonymize()
-        assert s.verify() == {}
-        exported = s.export(tmp_path / "out")
+        s.apply_remediation()
+        assert not s.audit()
+        exported = s.export(tmp_path / "out").written
         assert len(exported) == 2 and all(p.exists() for p in exported)
 
-        cohort = s.cohort_dataframe()
+        cohort = s.export_dataframe()
         assert len(cohort) == 2
         assert set(cohort["Modality"]) == {"CT", "MR"}
         assert cohort["PatientSex"].notna().all()  # kept under Retain Patient Characteristics
         assert all(uid.startswith("2.25.") for uid in cohort["SOPInstanceUID"])
-        parquet = s.export_parquet(tmp_path / "cohort.parquet")
+        parquet = s.export_to_parquet(tmp_path / "cohort.parquet")
         assert pd.read_parquet(parquet)["SOPInstanceUID"].tolist() == cohort["SOPInstanceUID"].tolist()
 
-        report = s.compliance_report(tmp_path / "report.md")
-        assert "113108 Retain Patient Characteristics Option" in report
-        assert "- written: 2" in report and "- unreadable: 1" in report
+        s.generate_report(tmp_path / "report.md")
         text = (tmp_path / "report.md").read_text()
+        assert "113108 Retain Patient Characteristics Option" in text
+        assert "**PASS**" in text and "- Instances de-identified: 2" in text and "1 not DICOM" in text
         for phi in ("CompressedSamples^CT1", "1CT1", "MR1"):
             assert phi not in text
-    assert not (tmp_path / "work").exists()
+    assert (tmp_path / "in" / "ct.dcm").exists()  # closing deletes nothing
 
 
-def test_session_needs_a_secret(tmp_path):
-    with pytest.raises(ValueError, match="site secret is required"):
-        Session()
-    with pytest.raises(SecretError):
-        Session(tmp_path / "missing")
+def test_session_needs_a_readable_secret(tmp_path):
+    with pytest.raises(SecretError, match="does not exist"):
+        Session(tmp_path / "gantry.db", secret_file=tmp_path / "missing")
 
 
 def test_session_and_cli_give_the_same_output(tmp_path, folder, secret_file, run_cli):
     run_cli("deid", folder, tmp_path / "cli", "--secret-file", secret_file, "--no-progress")
-    with Session(secret_file) as s:
-        s.ingest(folder).anonymize()
+    with Session(tmp_path / "gantry.db", secret_file=secret_file) as s:
+        s.ingest(folder)
+        s.apply_remediation()
         s.export(tmp_path / "lib")
     cli = {p.relative_to(tmp_path / "cli"): p.read_bytes() for p in (tmp_path / "cli").rglob("*.dcm")}
     lib = {p.relative_to(tmp_path / "lib"): p.read_bytes() for p in (tmp_path / "lib").rglob("*.dcm")}
