@@ -223,7 +223,7 @@ def _store(event: evt.Event, sink: DataSetSink, inbox: Inbox, store: Store, audi
     if sink.too_large:
         reason = "instance larger than node.max_instance_size"
         audit.event("store_refused", level="warning", calling_ae=calling, peer=peer,
-                    status=f"0x{OUT_OF_RESOURCES:04X}", reason=reason, size=sink.size, limit=sink.limit)
+                    status=f"0x{OUT_OF_RESOURCES:04X}", reason=reason)
         return _failure(OUT_OF_RESOURCES, reason, offending=False)
     if sink.error is not None:
         audit.event("store_failed", level="error", calling_ae=calling, peer=peer, reason=_why(sink.error))
