@@ -74,11 +74,11 @@ def _responses_to_sender_only(assoc: Association) -> None:
     dimse.get_msg = sender_only
 
 
-MAX_QUEUED_PDUS = 16  # P-DATA PDUs waiting for the socket per association (16 x max PDU: 4 MiB at 256 KiB)
+MAX_QUEUED_BYTES = 4 * 1024 * 1024  # of P-DATA waiting for the socket, per association
 
 
 def _bounded_sends(assoc: Association) -> None:
-    """Keep at most MAX_QUEUED_PDUS P-DATA PDUs of a send waiting for the socket.
+    """Keep at most about MAX_QUEUED_BYTES of P-DATA PDUs of a send waiting for the socket.
 
     With chunked sending pynetdicom reads the file a PDU at a time, but puts every PDU in the
     reactor's queue (unbounded) as fast as the disk gives them: a 1 GiB instance to a slower
@@ -89,11 +89,13 @@ def _bounded_sends(assoc: Association) -> None:
     dul = assoc.dul
     send_pdu = dul.send_pdu
     pending = dul.to_provider_queue
+    # counted in PDUs of the destination's maximum length: an ordinary CT slice never waits
+    limit = max(16, MAX_QUEUED_BYTES // max(1, int(assoc.dimse.maximum_pdu_size or 0) or 16384))
 
     def bounded(primitive) -> None:
         if isinstance(primitive, P_DATA):
             with pending.not_full:
-                while pending._qsize() >= MAX_QUEUED_PDUS and dul.is_alive() and not dul._kill_thread:
+                while pending._qsize() >= limit and dul.is_alive() and not dul._kill_thread:
                     pending.not_full.wait(0.05)
         send_pdu(primitive)
 
