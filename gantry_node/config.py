@@ -31,6 +31,7 @@ SCHEMA_KEYS = (
     "node", "node.ae_title", "node.bind", "node.port", "node.max_pdu", "node.max_associations",
     "node.allowed_calling_aets", "node.allowed_addresses", "node.network_timeout", "node.tcp_nodelay",
     "node.artim_timeout", "node.max_connections_per_address", "node.max_associations_per_calling_ae",
+    "node.max_instance_size",
     "node.tls", "node.tls.certificate", "node.tls.key", "node.tls.ca_bundle",
     "node.tls.require_client_certificate", "node.tls.min_version", "node.tls.port",
     # observability (issue 14): the Prometheus page
@@ -95,6 +96,7 @@ class NodeSettings:
     artim_timeout: float = 5.0  # PS3.8 ARTIM: from connect to a complete A-ASSOCIATE-RQ (and TLS handshake)
     max_connections_per_address: int | None = None  # None: no limit per source address
     max_associations_per_calling_ae: int | None = None  # None: no limit per calling AE title
+    max_instance_size: int = 4 * 1024**3  # bytes of one received data set; larger ones are refused (0xA700)
     tls: ServerTls | None = None
     # observability (issue 14): Prometheus metrics over HTTP, off unless a port is given
     metrics_port: int | None = None
@@ -271,6 +273,27 @@ def _int(doc: Mapping, key: str, default: int, lo: int, hi: int, where: str) -> 
     return value
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+               "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+MIN_INSTANCE_SIZE = 1024**2  # a smaller limit would refuse ordinary CT slices
+
+
+def _size(doc: Mapping, key: str, default: int, where: str) -> int:
+    """A size in bytes: an integer, or a string such as "4 GiB" or "512 MiB"."""
+    value = doc.get(key, default)
+    size = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", value)
+        if match and match.group(2).lower() in _SIZE_UNITS:
+            size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size is None or not MIN_INSTANCE_SIZE <= size <= 1024**5:
+        raise ConfigError(f"{where}.{key}: expected a size of at least 1 MiB (bytes, or e.g. \"4 GiB\"), "
+                          f"got {value!r}")
+    return size
+
+
 def _number(doc: Mapping, key: str, default: float, where: str) -> float:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -405,6 +428,7 @@ def _node(doc: Any, path_of) -> NodeSettings:
         artim_timeout=_number(doc, "artim_timeout", d.artim_timeout, "node"),
         max_connections_per_address=_optional_int(doc, "max_connections_per_address", 1, 10000, "node"),
         max_associations_per_calling_ae=_optional_int(doc, "max_associations_per_calling_ae", 1, 1000, "node"),
+        max_instance_size=_size(doc, "max_instance_size", d.max_instance_size, "node"),
         tls=tls,
         **_metrics_settings(doc, d),
     )

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
 
-from gantry_node.deid.encoding import encode_dataset
+from gantry_node.deid.encoding import Encoded, encode_dataset
 from gantry_node.errors import SafeMessage
 
 
@@ -194,8 +194,9 @@ def _check_pixel_length(ds: Dataset, source) -> None:
 encode_instance = encode_dataset  # the instance as a Part 10 file in memory
 
 
-def write_atomic(data: bytes, path: str | Path, mode: int = 0o640, durable: bool = True) -> Path:
-    """Write bytes to `path` so that it either exists complete, or not at all. With `durable`
+def write_atomic(data: bytes | Encoded, path: str | Path, mode: int = 0o640, durable: bool = True) -> Path:
+    """Write bytes (or an encoded instance's pieces) to `path` so that it either exists
+    complete, or not at all. With `durable`
     the file and its directory entry are fsynced before returning (what the node acknowledges
     must survive a power cut); offline batch writers may skip that and sync once at the end."""
     path = Path(path)
@@ -203,7 +204,10 @@ def write_atomic(data: bytes, path: str | Path, mode: int = 0o640, durable: bool
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, Encoded):
+                data.write_to(f)
+            else:
+                f.write(data)
             f.flush()
             if durable:
                 os.fsync(f.fileno())

@@ -17,7 +17,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from gantry_node.deid import Change, DeidError, Finding, Identity, Keys, Policy, deidentify, verify
-from gantry_node.deid.encoding import encode_dataset
+from gantry_node.deid.encoding import Encoded, encode_parts
 from gantry_node.errors import SafeMessage
 
 
@@ -54,13 +54,13 @@ class Work:
     originals: Dataset | None = field(default=None, repr=False)
     changes: list[Change] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # per-stage facts for the audit (no PHI)
-    encoded: bytes | None = field(default=None, repr=False)
+    encoded: Encoded | None = field(default=None, repr=False)
 
 
 @dataclass
 class Clean:
     dataset: Dataset
-    encoded: bytes = field(repr=False)  # the verified Part 10 bytes: write these, not the dataset
+    encoded: Encoded = field(repr=False)  # the verified Part 10 bytes (in pieces): write these, not the dataset
     changes: list[Change] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     identity: Identity | None = field(default=None, repr=False)  # of the original, in memory only
@@ -88,7 +88,7 @@ def stage_pixels(work: Work, engine: Engine) -> None:
 
 
 def stage_verify(work: Work, engine: Engine) -> None:
-    work.encoded = encode_dataset(work.dataset)  # verified bytes are the bytes written
+    work.encoded = encode_parts(work.dataset)  # verified bytes are the bytes written (pixels not copied)
     findings = verify(work.dataset, engine.policy, work.identity, work.encoded)
     if findings:
         summary = "; ".join(sorted({f"{f.path} {f.keyword}: {f.reason}" for f in findings}))

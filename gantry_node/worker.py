@@ -31,6 +31,7 @@ from pathlib import Path
 
 from gantry_node.audit import Audit, quiet_library_warnings
 from gantry_node.config import Config, build_engines
+from gantry_node.deid.encoding import Encoded
 from gantry_node.orphans import exit_when_orphaned
 from gantry_node.store import Instance, Store, StoreError
 from gantry_node.store.db import CleanCopy
@@ -98,7 +99,7 @@ def engine_key(dest_name: str, engines: dict) -> str:
     return dest_name if dest_name in engines else ""
 
 
-def write_outbox(data: bytes, path: Path) -> None:
+def write_outbox(data: Encoded | bytes, path: Path) -> None:
     """Temp file + rename, without fsync: an outbox file is derived data. After an unclean
     stop the node re-derives every clean-but-unforwarded instance from its raw file (see
     Node.start), so a file a power cut truncated is never sent. Saves two fsyncs per instance
@@ -110,7 +111,10 @@ def write_outbox(data: bytes, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, Encoded):
+                data.write_to(f)  # piece by piece: the pixel data is not joined into a copy
+            else:
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

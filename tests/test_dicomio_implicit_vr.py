@@ -59,7 +59,7 @@ def test_the_s2000_ultrasound_in_implicit_vr_is_redacted_by_its_machine_rule(tmp
     pixels = clean.notes["pixels"]
     assert pixels["rule"] == "ctp-034" and pixels["redacted"]  # rules/pixel_rules_ctp.yaml: US / Siemens S2000
     assert 0x00191021 not in clean.dataset
-    back = recover(pydicom.dcmread(pydicom.filebase.DicomBytesIO(clean.encoded)), broker.key).dataset
+    back = recover(pydicom.dcmread(pydicom.filebase.DicomBytesIO(bytes(clean.encoded))), broker.key).dataset
     assert back[0x00191021].value == raw_bytes  # sealed as the bytes it was
 
 

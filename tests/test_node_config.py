@@ -47,6 +47,9 @@ def test_no_config_gives_the_embedded_defaults():
     ({"certificates": "cert.pem"}, "certificates:"),
     ({"pixels": ["x"]}, "pixels:"),
     ({"spare": 1}, "spare: unknown key"),
+    ({"node": {"max_instance_size": 1000}}, "node.max_instance_size:"),
+    ({"node": {"max_instance_size": "4 GB please"}}, "node.max_instance_size:"),
+    ({"node": {"max_instance_size": True}}, "node.max_instance_size:"),
 ])
 def test_errors_name_the_key(doc, key):
     with pytest.raises(ConfigError) as err:
@@ -102,3 +105,10 @@ def test_sealing_and_pixel_sections_are_checked_at_start(tmp_path):
         config_from_mapping({"pixels": {"unknown_device": "pass"}})
     with pytest.raises(ConfigError, match=r"pixels"):
         config_from_mapping({"pixels": {"colour": 1}})
+
+
+def test_max_instance_size_in_bytes_or_with_a_unit():
+    assert config_from_mapping({}).node.max_instance_size == 4 * 1024**3
+    assert config_from_mapping({"node": {"max_instance_size": "512 MiB"}}).node.max_instance_size == 512 * 1024**2
+    assert config_from_mapping({"node": {"max_instance_size": "2GiB"}}).node.max_instance_size == 2 * 1024**3
+    assert config_from_mapping({"node": {"max_instance_size": 5_000_000}}).node.max_instance_size == 5_000_000

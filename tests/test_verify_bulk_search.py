@@ -95,3 +95,27 @@ def test_same_findings_as_the_plain_search():
             assert got == want, case
             leaks += bool(want)
     assert leaks > 200  # the corpus holds many leaks, in every place, not just clean cases
+
+
+def test_large_bulk_values_are_searched_a_window_at_a_time_with_the_same_answers(monkeypatch):
+    """A bulk value over the window size is never lowered whole; each needle and pattern gives
+    the answer a search of the whole lowered value gives, at every place around a window edge."""
+    import importlib
+    import re
+
+    verify_module = importlib.import_module("gantry_node.deid.verify")
+
+    monkeypatch.setattr(verify_module, "_BULK_CHUNK", 64)
+    needle = b"doe^jane"
+    pattern = re.compile(rb"(?<![a-z])" + re.escape(needle) + rb"(?![a-z])")
+    for at in range(40, 140):
+        for before, after in ((b" ", b" "), (b"x", b" "), (b" ", b"x")):
+            value = bytearray(b"\x01" * 300)
+            planted = before + b"DOE^JANE" + after
+            value[at:at + len(planted)] = planted
+            value = bytes(value)
+            text = verify_module._BulkText(value, len(needle))
+            assert text.whole is None
+            text.prefetch([needle, b"absent!!"])
+            assert (needle in text) is True and (b"absent!!" in text) is False
+            assert text.search(pattern) is (pattern.search(value.lower()) is not None), (at, before, after)

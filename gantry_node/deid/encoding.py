@@ -40,12 +40,39 @@ class _Unsupported(Exception):
     """A case the fast path leaves to pydicom (which then writes it, or raises its own error)."""
 
 
+class Encoded:
+    """An encoded instance as the pieces `encode_parts` collected, not joined: a bulk value
+    (the pixel data) is the dataset's own bytes object, so a 1 GiB instance is not held twice.
+    `bytes(encoded)` joins them (a copy); `write_to(f)` writes them in order."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.size = sum(len(p) for p in parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+    def write_to(self, f) -> None:
+        for part in self.parts:
+            f.write(part)
+
+
 def encode_dataset(ds: Dataset) -> bytes:
     """Preamble, file meta and dataset, in the transfer syntax of the dataset's file meta."""
+    return bytes(encode_parts(ds))
+
+
+def encode_parts(ds: Dataset) -> Encoded:
+    """What `encode_dataset` gives, as its pieces (no copy of the pixel data)."""
     try:
-        return _encode(ds)
+        return Encoded(_encode_parts(ds))
     except Exception:  # noqa: BLE001 -- pydicom decides: the same bytes, or the same error
-        return _pydicom_encode(ds)
+        return Encoded([_pydicom_encode(ds)])
 
 
 def _pydicom_encode(ds: Dataset) -> bytes:
@@ -56,6 +83,11 @@ def _pydicom_encode(ds: Dataset) -> bytes:
 
 def _encode(ds: Dataset) -> bytes:
     """pydicom's dcmwrite(enforce_file_format=True), for little endian public transfer syntaxes."""
+    return b"".join(_encode_parts(ds))
+
+
+def _encode_parts(ds: Dataset) -> list[bytes]:
+    """`_encode`'s pieces, not joined."""
     if any(tag >> 16 in (0, 2) for tag in ds._dict):
         raise _Unsupported("group 0000 or 0002 in the dataset")
     source_meta = getattr(ds, "file_meta", None)
@@ -76,7 +108,7 @@ def _encode(ds: Dataset) -> bytes:
     length_element, body = _meta_group(meta if meta is not None else _meta_for(ds, source_meta))
     parts: list[bytes] = [preamble or _PREAMBLE, b"DICM", *length_element, body]
     _write_dataset(parts, ds, implicit, default_encoding)
-    return b"".join(parts)
+    return parts
 
 
 _REQUIRED_META = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)

@@ -31,7 +31,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from gantry_node.deid import profile
-from gantry_node.deid.encoding import encode_dataset
+from gantry_node.deid.encoding import Encoded, encode_parts
 from gantry_node.deid.identity import Identity
 from gantry_node.deid.matching import byte_forms, python_encodings
 from gantry_node.deid.policy import OverrideKey, Policy, public_overrides
@@ -48,7 +48,7 @@ _IDENTIFYING_UIDS = ((0x00080016, "SOPClassUID"), (0x00080018, "SOPInstanceUID")
                      (0x0020000E, "SeriesInstanceUID"), (0x00200052, "FrameOfReferenceUID"))
 
 
-def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | None = None) -> list[Finding]:
+def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Encoded | None = None) -> list[Finding]:
     """Findings that forbid the instance to leave; [] means clean. Pass the exact bytes that
     will be written as `encoded` to check those (otherwise the dataset is encoded here)."""
     findings: list[Finding] = []
@@ -58,7 +58,7 @@ def verify(ds: Dataset, policy: Policy, identity: Identity, encoded: bytes | Non
     findings += uid_form(ds)
     findings += _Checker(policy, str(ds.get("SOPClassUID", ""))).check(ds, (), "")
     if encoded is None:
-        encoded = encode_dataset(ds)
+        encoded = encode_parts(ds)
     charsets: set[str] = set()
     decoded = decoded_leaks(ds, identity, charsets)
     leaks = leaked_values(encoded, _bulk_values(ds), identity, policy, sorted(charsets))
@@ -260,7 +260,7 @@ def _bulk_values(ds: Dataset) -> list[bytes]:
     return [v for v in values if isinstance(v, bytes) and v]
 
 
-def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy,
+def leaked_values(encoded: bytes | Encoded, bulk: list[bytes], identity: Identity, policy: Policy,
                   charsets: list[str] | tuple[str, ...] = ()) -> list[Finding]:
     """Findings for identity values that occur in `encoded`, each value searched for in every
     form `matching.byte_forms` gives for the declared `charsets` (and UTF-8 and Latin-1). The
@@ -273,20 +273,14 @@ def leaked_values(encoded: bytes, bulk: list[bytes], identity: Identity, policy:
     if not needles:
         return []
     encodings = python_encodings(tuple(charsets))
-    located = [(r, v) for r, v in ((_locate(encoded, v), v) for v in bulk) if r]
-    ranges = sorted(r for r, _ in located)
-    header, last = [], 0
-    for start, end in ranges:
-        header.append(encoded[last:start])
-        last = max(last, end)
-    header.append(encoded[last:])
-    header_text = b"\x00".join(header).lower()  # NUL between pieces: no match spans a bulk value
+    header_text, located = _split_bulk(encoded, bulk)
     forms = [sorted(byte_forms(value, encodings)) for _, value in needles]
     header_hits = [any(f in header_text and _needle_pattern(what, value, f).search(header_text) is not None
                        for f in fs)
                    for (what, value), fs in zip(needles, forms, strict=True)]
-    # encoded[start:end] is the bulk value itself (that is how it was located): lower it in place
-    bulk = _BulkSearch([v.lower() for _, v in located])
+    # each located bulk value is searched lower-cased a chunk at a time (_BulkText)
+    longest = max((len(f) for fs in forms for f in fs), default=0)
+    bulk = _BulkSearch([_BulkText(v, longest) for v in located])
     wanted = [i for i, (what, value) in enumerate(needles) if not header_hits[i] and len(value) >= _MIN_BULK_NEEDLE
               and (what != "birth date" or value.isdigit())]
     bulk.rule_out([f for i in wanted for f in forms[i]],
@@ -309,7 +303,7 @@ class _BulkSearch:
 
     _MIN_PREFIX = 8
 
-    def __init__(self, texts: list[bytes]) -> None:
+    def __init__(self, texts: list[_BulkText]) -> None:
         self.texts = texts
         self.absent: set[bytes] = set()
         self.present: set[bytes] = set()
@@ -326,10 +320,11 @@ class _BulkSearch:
         return True
 
     def rule_out(self, needles: list[bytes], uids: list[bytes]) -> None:
-        if len(uids) > 1:
-            prefix = os.path.commonprefix(uids)
-            if len(prefix) >= self._MIN_PREFIX:
-                self._absent(prefix)
+        prefix = os.path.commonprefix(uids) if len(uids) > 1 else b""
+        for text in self.texts:  # one pass over a large value answers every needle
+            text.prefetch([*needles, *([prefix] if len(prefix) >= self._MIN_PREFIX else [])])
+        if len(prefix) >= self._MIN_PREFIX:
+            self._absent(prefix)
         for needle in sorted(set(needles), key=len):
             self._absent(needle)
 
@@ -338,7 +333,100 @@ class _BulkSearch:
         if self._absent(needle):
             return False
         compiled = pattern()
-        return any(needle in b and compiled.search(b) for b in self.texts)
+        return any(needle in b and b.search(compiled) for b in self.texts)
+
+
+_BULK_CHUNK = 8 * 1024 * 1024
+
+
+class _BulkText:
+    """One bulk value, searched lower-cased (`needle in text`, `text.search(pattern)`). A value
+    of up to _BULK_CHUNK bytes is lowered once, whole; a larger one (the pixel data of a
+    multi-frame instance) a window at a time, never as a lowered copy of the whole. Windows
+    overlap by the longest needle and two bytes of context, so every occurrence lies whole,
+    with the bytes either side of it, in some window; a pattern match that touches a window's
+    edge inside the value is not taken (its context is cut off) and is found in the next."""
+
+    def __init__(self, value: bytes, longest: int) -> None:
+        self.value = value
+        self.overlap = longest + 2
+        self.whole = value.lower() if len(value) <= _BULK_CHUNK else None
+        self.known: dict[bytes, bool] = {}
+
+    def _windows(self):
+        view, size = memoryview(self.value), len(self.value)
+        for start in range(0, size, _BULK_CHUNK):
+            end = min(size, start + _BULK_CHUNK + self.overlap)
+            yield start, end, bytes(view[start:end]).lower()
+            if end == size:
+                return
+
+    def prefetch(self, needles: list[bytes]) -> None:
+        if self.whole is not None:
+            return
+        wanted = {n for n in needles if n not in self.known and len(n) <= self.overlap - 2}
+        found: set[bytes] = set()
+        for _, _, text in self._windows():
+            found |= {n for n in wanted - found if n in text}
+        self.known.update((n, n in found) for n in wanted)
+
+    def __contains__(self, needle: bytes) -> bool:
+        if self.whole is not None:
+            return needle in self.whole
+        if needle not in self.known:
+            if len(needle) > self.overlap - 2:  # longer than the windows overlap: not split across one
+                self.known[needle] = needle in self.value.lower()
+            else:
+                self.prefetch([needle])
+        return self.known[needle]
+
+    def search(self, compiled: re.Pattern[bytes]) -> bool:
+        if self.whole is not None:
+            return compiled.search(self.whole) is not None
+        size = len(self.value)
+        for start, end, text in self._windows():
+            match = compiled.search(text)
+            while match is not None:
+                if (match.start() > 0 or start == 0) and (match.end() < len(text) or end == size):
+                    return True
+                match = compiled.search(text, match.start() + 1)
+        return False
+
+
+def _split_bulk(encoded: bytes | Encoded, bulk: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """The header bytes (lower-cased, a NUL where each bulk value was cut out: no match spans
+    one) and the bulk values found in `encoded`. In an `Encoded`, a bulk value is its own
+    piece (the pixel data: not copied) or inside one (the ciphertext in its sequence)."""
+    parts = encoded.parts if isinstance(encoded, Encoded) else [encoded]
+    runs: list[list[bytes]] = [[]]
+    located: list[bytes] = []
+    remaining = list(bulk)
+    for part in parts:
+        whole = next((v for v in remaining if _is_value(part, v)), None)
+        if whole is not None:
+            remaining.remove(whole)
+            located.append(whole)
+            runs.append([])
+            continue
+        cuts = [(r, v) for r, v in ((_locate(part, v), v) for v in remaining if len(v) <= len(part)) if r]
+        last = 0
+        for (start, end), value in sorted(cuts, key=lambda c: c[0]):
+            remaining.remove(value)
+            located.append(value)
+            runs[-1].append(part[last:start])
+            runs.append([])
+            last = max(last, end)
+        runs[-1].append(part[last:] if last else part)
+    return b"\x00".join(b"".join(run) for run in runs).lower(), located
+
+
+def _is_value(part: bytes, value: bytes) -> bool:
+    """`part` is the encoded value `value` (padded to even length), compared without a copy."""
+    if part is value:
+        return True
+    if len(part) not in (len(value), len(value) + 1) or len(value) < 1024:
+        return False
+    return memoryview(part)[:len(value)] == value
 
 
 def _locate(encoded: bytes, value: bytes) -> tuple[int, int] | None:
@@ -350,7 +438,7 @@ def _tail_or_find(encoded: bytes, value: bytes) -> int:
     """Pixel data is almost always the last element: check the tail before searching."""
     if encoded.endswith(value):
         return len(encoded) - len(value)
-    if encoded[-len(value) - 1:-1] == value:  # an odd value padded to even length
+    if memoryview(encoded)[-len(value) - 1:-1] == value:  # an odd value padded to even length (no copy)
         return len(encoded) - len(value) - 1
     return encoded.rfind(value)
 

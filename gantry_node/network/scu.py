@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import P_DATA
 
 from gantry_node.config import Destination
 from gantry_node.network.tcp import nodelay_handlers
@@ -71,6 +72,34 @@ def _responses_to_sender_only(assoc: Association) -> None:
         return get_msg(block=True) if block else (None, None)
 
     dimse.get_msg = sender_only
+
+
+MAX_QUEUED_BYTES = 4 * 1024 * 1024  # of P-DATA waiting for the socket, per association
+
+
+def _bounded_sends(assoc: Association) -> None:
+    """Keep at most about MAX_QUEUED_BYTES of P-DATA PDUs of a send waiting for the socket.
+
+    With chunked sending pynetdicom reads the file a PDU at a time, but puts every PDU in the
+    reactor's queue (unbounded) as fast as the disk gives them: a 1 GiB instance to a slower
+    destination was held in the node's memory almost whole (0.69 GB). Here the sending thread
+    waits until the reactor has taken PDUs off the queue. The queue's own condition is
+    notified by every `get`; a reactor that stops (abort, lost connection) ends the wait.
+    """
+    dul = assoc.dul
+    send_pdu = dul.send_pdu
+    pending = dul.to_provider_queue
+    # counted in PDUs of the destination's maximum length: an ordinary CT slice never waits
+    limit = max(16, MAX_QUEUED_BYTES // max(1, int(assoc.dimse.maximum_pdu_size or 0) or 16384))
+
+    def bounded(primitive) -> None:
+        if isinstance(primitive, P_DATA):
+            with pending.not_full:
+                while pending._qsize() >= limit and dul.is_alive() and not dul._kill_thread:
+                    pending.not_full.wait(0.05)
+        send_pdu(primitive)
+
+    dul.send_pdu = bounded
 
 
 def _name(uid: str) -> str:
@@ -139,6 +168,7 @@ class DicomPeer:
             return SendResult(False, None, "cannot associate (connection refused, timed out or aborted)",
                               transport=True)
         _responses_to_sender_only(assoc)
+        _bounded_sends(assoc)
         self.assoc = assoc
         self.proposed = frozenset((sop, ts) for sop, syntaxes in contexts for ts in syntaxes if len(syntaxes) == 1)
         self.contexts = frozenset((str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
