@@ -42,7 +42,7 @@ from pydicom.values import convert_value
 
 from gantry_node.deid import profile
 from gantry_node.deid.identity import Identity, clean_text
-from gantry_node.deid.markers import apply_markers
+from gantry_node.deid.markers import apply_markers, constant_element
 from gantry_node.deid.policy import Override, OverrideKey, Policy, public_overrides
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.uids import needs_replacing, raw_all_standard
@@ -120,12 +120,14 @@ def deidentify(ds: Dataset, policy: Policy, keys: Keys) -> DeidResult:
 
 def new_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str | None) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    # what meta.FileMetaInformationVersion = ... and so on set, without the keyword lookups; our
+    # own constants are not validated again
+    meta[0x00020001] = constant_element(0x00020001, "OB", b"\x00\x01")
+    meta[0x00020002] = DataElement(0x00020002, "UI", sop_class)
+    meta[0x00020003] = DataElement(0x00020003, "UI", sop_instance)
+    meta[0x00020010] = DataElement(0x00020010, "UI", transfer_syntax or ExplicitVRLittleEndian)
+    meta[0x00020012] = constant_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+    meta[0x00020013] = constant_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)
     return meta
 
 
