@@ -9,10 +9,10 @@ and pydicom-data (read from the installed packages, never downloaded). Each vers
 `gantry_node.worker.process_file` over the corpus in its own subprocess (PYTHONPATH = that
 tree) under three node configurations: the defaults; policy options plus a site override; and
 sealing to a certificate (PS3.15 E.1.2). Compared per file and configuration: the outcome
-(clean or quarantined, reason, stage, change count, clean UIDs and paths) and the sha256 of the
-written bytes. Sealed output carries fresh random CMS ciphertext each run, so there the bytes
-of each EncryptedContent value are zeroed (same length) before hashing. Exit status 0 only when
-everything is identical.
+(clean or quarantined, reason, stage, change count, pydicom's warnings for the audit, clean UIDs
+and paths) and the sha256 of the written bytes. Sealed output carries fresh random CMS
+ciphertext each run, so there the bytes of each EncryptedContent value are zeroed (same length)
+before hashing. Exit status 0 only when everything is identical.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def dump(configs: dict[str, str], corpus: dict[str, list[str]], out: Path) -> di
             for i, path in enumerate(files):
                 outcome = worker.process_file(i, path, str(outbox), ("research",))
                 entry = {"reason": outcome.reason, "stage": outcome.stage, "changes": outcome.changes,
-                         "copies": []}
+                         "problems": list(outcome.problems), "copies": []}
                 for copy in outcome.copies:
                     data = Path(copy.clean_path).read_bytes()
                     if name == "sealed":

@@ -35,14 +35,14 @@ from pydicom.datadict import DicomDictionary, dictionary_VR, keyword_for_tag, ma
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import validate_value
 from pydicom.values import convert_value
 
 from gantry_node.deid import profile
 from gantry_node.deid.identity import Identity, clean_text
-from gantry_node.deid.markers import apply_markers
+from gantry_node.deid.markers import apply_markers, constant_element
 from gantry_node.deid.policy import Override, OverrideKey, Policy, public_overrides
 from gantry_node.deid.pseudonyms import Keys
 from gantry_node.deid.uids import needs_replacing, raw_all_standard
@@ -120,12 +120,14 @@ def deidentify(ds: Dataset, policy: Policy, keys: Keys) -> DeidResult:
 
 def new_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str | None) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    # what meta.FileMetaInformationVersion = ... and so on set, without the keyword lookups; our
+    # own constants are not validated again
+    meta[0x00020001] = constant_element(0x00020001, "OB", b"\x00\x01")
+    meta[0x00020002] = DataElement(0x00020002, "UI", sop_class)
+    meta[0x00020003] = DataElement(0x00020003, "UI", sop_instance)
+    meta[0x00020010] = DataElement(0x00020010, "UI", transfer_syntax or ExplicitVRLittleEndian)
+    meta[0x00020012] = constant_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+    meta[0x00020013] = constant_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)
     return meta
 
 
@@ -182,10 +184,10 @@ class _Walk:
         kept_blocks: set[tuple[int, int]] = set()
         deferred_creators: dict[int, DataElement | RawDataElement] = {}
         for raw in ds.elements():
-            tag = Tag(raw.tag)
+            tag = raw.tag if type(raw.tag) is BaseTag else Tag(raw.tag)
             if not seq_path:
                 self._top = tag
-            group, elem = tag.group, tag.element
+            group, elem = tag >> 16, tag & 0xFFFF
             if elem == 0:  # group lengths are retired (PS3.5 7.2): never carried over, nothing to seal
                 continue
             if group == 0x0002:
@@ -200,11 +202,11 @@ class _Walk:
                 if kept:
                     kept_blocks.add((group, elem >> 8))
                 continue
-            base = profile.repeating_base(group)
+            base = profile.repeating_base(group) if 0x5000 <= group <= 0x601E else None
             if base is not None:
                 self.repeating(ds, tag, base, path, seq_path, mode, out)
                 continue
-            self.public(ds, tag, path, seq_path, mode, out)
+            self.public(ds, tag, raw, path, seq_path, mode, out)
         for tag, raw in deferred_creators.items():
             if not seq_path:
                 self._top = tag
@@ -255,11 +257,10 @@ class _Walk:
         code, reason = rule.action(self.options)
         self.apply(element, code, reason, path, seq_path, mode, out)
 
-    def public(self, ds, tag, path, seq_path, mode, out) -> None:
+    def public(self, ds, tag, raw, path, seq_path, mode, out) -> None:
         itag = int(tag)
         override = self.public_overrides.get(itag)
         rule = self.tables.by_tag.get(itag)
-        raw = ds.get_item(tag)
         entry = DicomDictionary.get(itag)
         element = None  # the element as the dictionary defines it, once read
         if entry is None:
@@ -278,13 +279,12 @@ class _Walk:
             if vr == "UI":
                 if element is None and (self.retain_uids or (
                         isinstance(raw, RawDataElement) and raw_all_standard(raw.value))):
-                    out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+                    _put(out, tag, raw)
                 else:  # a UID not the standard's own, whatever its element (principle 9)
                     self.replace_uids(ds[tag] if element is None else element, path,
                                       "UID not the standard's own", out)
             elif itag in CODE_ATTRIBUTES:
-                out[tag] = copy.copy(element) if element is not None else (
-                    raw if isinstance(raw, RawDataElement) else copy.copy(raw))
+                _put(out, tag, raw if element is None else element)
             elif vr == "SQ" or vr in ("DA", "DT") or (
                     vr in TEXT_VRS and (mode != "profile" or (
                         self.raw_holds_identity(ds, tag, raw) if element is None else self.holds_identity(element)))):
@@ -292,7 +292,7 @@ class _Walk:
             elif element is not None:
                 out[tag] = element
             else:  # untouched: share the immutable raw element (or a copy) without decoding it
-                out[tag] = raw if isinstance(raw, RawDataElement) else copy.copy(raw)
+                _put(out, tag, raw)
             return
         if element is None:
             element = ds[tag]
@@ -450,6 +450,19 @@ class _Walk:
             return self.keys.identifier("PatientID", self.original_patient_id)
         return self.keys.identifier("PatientName", self.identity.patient_key)
 
+
+
+def _put(out: Dataset, tag, elem: DataElement | RawDataElement) -> None:
+    """`out[tag] = elem` (a raw element shared: immutable; a DataElement copied) for a public
+    element of the walk's new dataset. Where Dataset.__setitem__ would only store it (a public
+    tag, not a sequence DataElement; the new dataset has no pixel array to reset), it is stored."""
+    if type(elem) is RawDataElement:
+        if type(tag) is BaseTag and elem.tag is tag:
+            out._dict[tag] = elem
+            return
+    else:
+        elem = copy.copy(elem)
+    out[tag] = elem
 
 
 def _is_empty(element: DataElement) -> bool:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from gantry_node.deid.matching import Matcher, Needle, fold, significant
@@ -18,6 +19,10 @@ ID_KEYWORDS = (
     "IssuerOfPatientID", "StudyID", "PatientInsurancePlanCodeSequence",
 )
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+_ID_TAGS = tuple(tag_for_keyword(kw) for kw in ID_KEYWORDS)
+_UID_TAGS = tuple(tag_for_keyword(kw) for kw in UID_KEYWORDS)
+_PATIENT_NAME, _PATIENT_ID, _PATIENT_BIRTH_DATE = 0x00100010, 0x00100020, 0x00100030
+_ISSUER_OF_PATIENT_ID, _OTHER_PATIENT_IDS_SEQUENCE = 0x00100021, 0x00101002
 
 PATTERNS: dict[str, re.Pattern[str]] = {
     "phone number": re.compile(r"(?<![\w.])(?:\+?\d{1,3}[\s.-])?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?!\d)"),
@@ -52,24 +57,27 @@ class Identity:
         """The identity of `ds`. Words and phrases in `not_identifying` (a phantom's name,
         "TEST") are not looked for: a name component equal to one of them, or a word equal to
         one, is left out of the name parts; the whole name too when nothing else is left."""
-        name = str(ds.get("PatientName", "") or "")
+        def get(tag: int, default=None):  # ds.get(keyword, default), by tag: no keyword lookup
+            return ds[tag].value if tag in ds._dict else default
+
+        name = str(get(_PATIENT_NAME, "") or "")
         parts = name_parts(name, not_identifying)
         if not parts and not_identifying and name.strip():
             name = ""  # every part is a phantom's word: the whole name identifies no one
         ids: set[str] = set()
-        for kw in ID_KEYWORDS:
-            value = ds.get(kw)
+        for tag in _ID_TAGS:
+            value = get(tag)
             if value is None or isinstance(value, list) and not value:
                 continue
             values = value if isinstance(value, list | tuple) else [value]
             ids.update(str(v).strip() for v in values if str(v).strip() and not isinstance(v, Dataset))
-        for item in ds.get("OtherPatientIDsSequence", []) or []:
+        for item in get(_OTHER_PATIENT_IDS_SEQUENCE, []) or []:
             if item.get("PatientID"):
                 ids.add(str(item.PatientID).strip())
-        uids = tuple(str(ds.get(kw)) for kw in UID_KEYWORDS if ds.get(kw))
-        birth = str(ds.get("PatientBirthDate", "") or "").strip()
-        patient_id = str(ds.get("PatientID", "") or "").strip()
-        issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+        uids = tuple(str(v) for v in (get(tag) for tag in _UID_TAGS) if v)
+        birth = str(get(_PATIENT_BIRTH_DATE, "") or "").strip()
+        patient_id = str(get(_PATIENT_ID, "") or "").strip()
+        issuer = str(get(_ISSUER_OF_PATIENT_ID, "") or "").strip()
         # The date offset follows the patient: by ID (and issuer) where there is one.
         key = f"id:{issuer}:{patient_id}" if patient_id else f"name:{name}:{birth}"
         return cls(name.strip(), parts, tuple(sorted(ids)), birth, uids, key)
@@ -86,21 +94,28 @@ class Identity:
     @cached_property
     def leak_matcher(self) -> Matcher:
         """Finds the needles (what verification looks for) in decoded text."""
-        return Matcher(Needle(what, value) for what, value in self.needles())
+        return _matcher(tuple(self.needles()))
 
     @cached_property
     def clean_matcher(self) -> Matcher:
         """Finds what the C action replaces: every name part, the IDs, the birth date."""
-        needles = [Needle("patient name part", p) for p in self.name_parts]
-        needles += [Needle("patient or order id", i) for i in self.ids if len(i) >= 3]
+        needles = [("patient name part", p) for p in self.name_parts]
+        needles += [("patient or order id", i) for i in self.ids if len(i) >= 3]
         if len(self.birth_date) == 8:
-            needles += [Needle("birth date", f) for f in date_forms(self.birth_date)]
-        return Matcher(needles)
+            needles += [("birth date", f) for f in date_forms(self.birth_date)]
+        return _matcher(tuple(needles))
 
     def matches(self, text: str) -> Iterator[tuple[int, int, str]]:
         """Spans of `text` that carry this identity: (start, end, reason). Compared as text:
         NFKC and case folded, so any case and any character set match."""
         return self.clean_matcher.spans(text)
+
+
+@lru_cache(maxsize=64)
+def _matcher(needles: tuple[tuple[str, str], ...]) -> Matcher:
+    """The matcher of these needles, built once per process for the few patients in hand (the
+    instances of a series share it). A Matcher is not changed after it is built."""
+    return Matcher(Needle(what, value) for what, value in needles)
 
 
 def name_parts(name: str, not_identifying: Iterable[str] = ()) -> tuple[str, ...]:

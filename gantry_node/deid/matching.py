@@ -159,6 +159,11 @@ def byte_forms(value: str, encodings: Iterable[str]) -> set[bytes]:
     NFC and NFKC, in each encoding; lower-cased with bytes.lower() (as the searched bytes are).
     For ISO 2022 codecs the designation escapes are left out and the longest run between them
     kept: in the data the run may follow text in the same character set without a new escape."""
+    return set(_byte_forms(value, tuple(encodings)))
+
+
+@lru_cache(maxsize=1024)  # pure; the same patient's values are searched in every instance
+def _byte_forms(value: str, encodings: tuple[str, ...]) -> frozenset[bytes]:
     forms = {value, value.upper(), value.lower(), value.title(),
              unicodedata.normalize("NFC", value), unicodedata.normalize("NFKC", value)}
     out: set[bytes] = set()
@@ -175,4 +180,4 @@ def byte_forms(value: str, encodings: Iterable[str]) -> set[bytes]:
                 data = max(runs, key=len)
             if data:
                 out.add(data.lower())
-    return out
+    return frozenset(out)

@@ -4,8 +4,8 @@ attribute gets under a given set of options."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
 
 from gantry_node.resources import rules_file
 
@@ -23,9 +23,20 @@ class Rule:
     name: str
     basic: str
     options: dict[str, str]
+    # action() per set of options, computed once (the engine and verification ask for every element)
+    _actions: dict[frozenset[str], tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def action(self, options: frozenset[str]) -> tuple[str, str]:
         """(action code, reason) under the given options."""
+        try:
+            known = self._actions.get(options)
+        except TypeError:  # options given as a (mutable) set
+            return self._action(options)
+        if known is None:
+            known = self._actions[options] = self._action(options)
+        return known
+
+    def _action(self, options: frozenset[str]) -> tuple[str, str]:
         chosen = [(self.options[o], o) for o in options if o in self.options]
         if not chosen:
             return self.basic, "basic profile"
@@ -95,6 +106,7 @@ def attribute_type(sop_class_uid: str | None, path: tuple[str, ...]) -> str | No
     return iods.get(iod, {}).get("/".join(path), "3")
 
 
+@lru_cache(maxsize=16384)  # pure; the same few (code, SOP class, path) recur in every instance
 def resolve(code: str, sop_class_uid: str | None, attr_path: tuple[str, ...], references: str = "keep") -> str:
     """The single action `code` takes for the attribute at `attr_path` in the instance's IOD.
 
