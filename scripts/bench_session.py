@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: the Session workflow over N synthetic CT instances, against dicognito.
+"""Benchmark: the Session workflow over N synthetic CT instances, against dicognito and deid.
 
 Writes N synthetic CT instances (planted PHI, several patients, ROWSxROWS 16-bit), then times
 the Session's steps over them, each in its own fresh measurement:
@@ -8,7 +8,8 @@ the Session's steps over them, each in its own fresh measurement:
     -> export_dataframe -> export_to_parquet
 
 and, in the same run over the same folder, dicognito (read, anonymize, write each file; one
-process) for the ratio of apply_remediation to it. Prints instances/s per step and the peak
+process) and pydicom's deid (its default recipe, `replace_identifiers` with save) for the ratio
+of apply_remediation to each. Prints instances/s per step and the peak
 RSS of this process and of its children (the process pool).
 
     python scripts/bench_session.py [-n 5000] [--rows 256] [--patients 20] [--workers N] [--keep DIR]
@@ -66,6 +67,24 @@ def dicognito_rate(files: list[Path], out: Path) -> float | None:
     return rate
 
 
+def deid_rate(files: list[Path], out: Path) -> float | None:
+    try:
+        from deid.config import DeidRecipe
+        from deid.dicom import replace_identifiers
+    except ImportError:
+        print("deid not installed (pip install -e .[bench]): skipped")
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = DeidRecipe()  # its default recipe (deid.dicom)
+
+    def run() -> None:
+        replace_identifiers(dicom_files=[str(p) for p in files], deid=recipe, save=True, output_folder=str(out),
+                            overwrite=True)
+
+    _, rate = timed("deid (pydicom/deid)", len(files), run)
+    return rate
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--n", type=int, default=5000, dest="n")
@@ -104,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             if theirs:
                 print(f"apply_remediation / dicognito: {rates['anonymize'] / theirs:.2f}x "
                       "(Session: strict read, de-identify, encode, write, across processes; dicognito: one process)")
+            theirs = deid_rate(files, work / "deid")
+            if theirs:
+                print(f"apply_remediation / deid: {rates['anonymize'] / theirs:.2f}x (deid: one process)")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)  # the benchmark's own temporary folder

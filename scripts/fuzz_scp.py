@@ -287,6 +287,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=300, help="number of cases")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the node's data and logs in DIR")
+    parser.add_argument("--progress", type=int, default=0, metavar="K", help="print running counts every K cases")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="gantry-fuzz-"))
@@ -353,6 +354,9 @@ def main() -> int:
                 s.close()
             for t in threads:
                 t.join(timeout=10)
+            if args.progress and (case + 1) % args.progress == 0:
+                print(f"{case + 1} cases: crashes {crashes}, hangs {hangs}, acknowledged {len(acknowledged)}",
+                      flush=True)
             if node.poll() is not None:
                 crashes += 1
                 print(f"case {case} ({kind}): the node ended with {node.returncode}; restarting", flush=True)

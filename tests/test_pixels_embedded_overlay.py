@@ -248,7 +248,7 @@ def test_output_gains_no_dciodvfy_error(tmp_path):
                      ("mf", embed(study().series("OT").multiframe_image(frames=2, rows=32, columns=32).build()))):
         src, dst = tmp_path / f"{name}-in.dcm", tmp_path / f"{name}-out.dcm"
         ds.save_as(src, enforce_file_format=True)
-        dst.write_bytes(process(pydicom.dcmread(src), engine()).encoded)
+        dst.write_bytes(bytes(process(pydicom.dcmread(src), engine()).encoded))
         assert dciodvfy_errors(dst) <= dciodvfy_errors(src), name
 
 

@@ -164,10 +164,19 @@ def canonical(cells: np.ndarray, lay: Layout) -> np.ndarray:
     return out.view(native)
 
 
+_CHUNK_CELLS = 1 << 20  # the check looks at this many cells at a time: its memory stays a few MiB
+
+
 def dirty(cells: np.ndarray, lay: Layout) -> bool:
-    """Whether any cell is not in canonical form (for unsigned data one AND over the buffer)."""
+    """Whether any cell is not in canonical form (for unsigned data one AND per chunk). Checked
+    a chunk at a time, so a 1 GiB image costs no second gigabyte of temporaries."""
     if not lay.wanted:
         return False
+    flat = cells.reshape(-1)
+    return any(_dirty(flat[start:start + _CHUNK_CELLS], lay) for start in range(0, flat.size, _CHUNK_CELLS))
+
+
+def _dirty(cells: np.ndarray, lay: Layout) -> bool:
     if not lay.signed and not lay.planes:
         top = ((1 << (cells.itemsize * 8)) - 1) ^ ((1 << lay.bits_stored) - 1)
         unsigned = cells.view(cells.dtype.str.replace("i", "u"))
