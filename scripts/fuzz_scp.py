@@ -282,6 +282,26 @@ def index_rows(work: Path) -> list[tuple[str, str]]:
         db.close()
 
 
+def describe_stuck(work: Path, uids: list[str]) -> list[str]:
+    """Index id, state, stage and reason of each stuck instance, and its deliveries (state,
+    attempts, last error, seconds to the next attempt): what an operator's `quarantine show` says."""
+    db = sqlite3.connect(f"file:{work / 'data' / 'gantry.db'}?mode=ro", uri=True, timeout=10)
+    out = []
+    try:
+        for uid in uids:
+            row = db.execute("SELECT id, state, stage, reason FROM instances WHERE source_uid = ?", [uid]).fetchone()
+            if row is None:
+                continue
+            out.append(f"  stuck: instance {row[0]} {row[1]} (stage {row[2]}, reason {row[3]})")
+            for d in db.execute("SELECT destination, state, attempts, last_error, next_attempt_at FROM deliveries "
+                                "WHERE instance_id = ?", [row[0]]):
+                wait = f"{d[4] - time.time():.0f} s" if d[4] else "-"
+                out.append(f"    delivery {d[0]}: {d[1]}, {d[2]} attempts, next in {wait}, last error {d[3]}")
+    finally:
+        db.close()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="number of cases")
@@ -391,13 +411,19 @@ def main() -> int:
         print(f"  lost: {uid}")
     for uid in sorted(held - acknowledged)[:5]:
         print(f"  held but not acknowledged: {uid!r}")
+    for line in describe_stuck(work, stuck[:5]):
+        print(line)
     print("peak RSS (MB) before -> after: " + ", ".join(
         f"{name} {rss_before.get(name, 0) / 1024:.0f} -> {kb / 1024:.0f}" for name, kb in sorted(rss_after.items())))
+    failed = not crashes == hangs == len(lost) == len(stuck) == 0
     if args.keep:
         shutil.copytree(work, args.keep, dirs_exist_ok=True)
         print(f"kept in {args.keep}")
-    shutil.rmtree(work, ignore_errors=True)
-    return 0 if crashes == hangs == len(lost) == len(stuck) == 0 else 1
+    if failed:
+        print(f"the node's data and log are left in {work} for a look")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
