@@ -9,7 +9,6 @@ freed, everything acknowledged arrives with no operator action."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -21,6 +20,7 @@ from tests.support.node import (
     read_uids,
     received_files,
     running_node,
+    small_tmpfs,
     storescp,
     storescu,
     wait_for,
@@ -30,16 +30,8 @@ from tests.support.node import (
 
 @pytest.fixture
 def small_outbox(tmp_path):
-    outbox = tmp_path / "data" / "outbox"
-    outbox.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(outbox)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    try:
-        yield outbox
-    finally:
-        subprocess.run(["umount", "-l", str(outbox)], check=False)
+    with small_tmpfs(tmp_path / "data" / "outbox", "1m") as folder:
+        yield folder
 
 
 def fill(folder):

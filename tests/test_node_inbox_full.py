@@ -7,7 +7,6 @@ not permitted."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.support.node import (
     read_uids,
     received_files,
     running_node,
+    small_tmpfs,
     storescp,
     storescu,
     wait_for,
@@ -29,16 +29,8 @@ from tests.support.node import (
 
 @pytest.fixture
 def small_inbox(tmp_path):
-    inbox = tmp_path / "data" / "inbox"
-    inbox.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(inbox)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    try:
-        yield inbox
-    finally:
-        subprocess.run(["umount", "-l", str(inbox)], check=False)
+    with small_tmpfs(tmp_path / "data" / "inbox", "2m") as folder:
+        yield folder
 
 
 def test_full_inbox_answers_failure_and_loses_nothing(tmp_path, small_inbox, run_cli):

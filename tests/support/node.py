@@ -304,3 +304,20 @@ def read_uids(files: list[Path]) -> list[str]:
     import pydicom
 
     return [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files]
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """`folder` (created) as a tmpfs of `size` (e.g. "1m"), 0700, for disk-full tests; the test
+    is skipped where mounting is not allowed (not root)."""
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
