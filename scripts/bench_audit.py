@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gantry_node.store import Store
+from gantry_node.node.store import Store
 
 
 def main() -> None:

@@ -34,11 +34,11 @@ _SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else st
 sys.path.insert(0, str(Path(_SRC).resolve()))
 
 import gantry_node  # noqa: E402
-from gantry_node.deid import Keys, default_policy  # noqa: E402
-from gantry_node.dicomio import write_atomic  # noqa: E402
-from gantry_node.folder import process_file  # noqa: E402
-from gantry_node.pipeline import Engine, stage_deidentify  # noqa: E402
-from gantry_node.synthetic import make_ct_corpus  # noqa: E402
+from gantry_node.engine.deid import Keys, default_policy  # noqa: E402
+from gantry_node.engine.pipeline import Engine, stage_deidentify  # noqa: E402
+from gantry_node.io.durable import write_atomic  # noqa: E402
+from gantry_node.offline.folder import process_file  # noqa: E402
+from gantry_node.testing import make_ct_corpus  # noqa: E402
 
 
 def run_tool(name: str, files: list[Path], out: Path, one: Callable[[Path, Path], None]) -> tuple[float, float]:
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"gantry-node did not write {path}: {outcome.detail}")
 
     def gantry_no_verify(path: Path, out: Path) -> None:
-        from gantry_node.dicomio import encode_instance, read_instance
-        from gantry_node.pipeline import Work
+        from gantry_node.engine.pipeline import Work
+        from gantry_node.io.part10 import encode_instance, read_instance
 
         work_item = Work(read_instance(path))
         stage_deidentify(work_item, engine)

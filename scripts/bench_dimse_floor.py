@@ -42,13 +42,13 @@ from bench_node import Storescp, env, free_port, make_corpus, wait_count  # noqa
 from pydicom import dcmread  # noqa: E402
 from pynetdicom import AE, AllStoragePresentationContexts, evt  # noqa: E402
 
-from gantry_node.audit import Audit  # noqa: E402
-from gantry_node.config import Destination, NodeSettings  # noqa: E402
-from gantry_node.inbox import Inbox  # noqa: E402
-from gantry_node.network import scp  # noqa: E402
-from gantry_node.network.scu import DicomPeer  # noqa: E402
-from gantry_node.network.tcp import nodelay_handlers  # noqa: E402
-from gantry_node.store import Store  # noqa: E402
+from gantry_node.node.audit_log import Audit  # noqa: E402
+from gantry_node.node.config import Destination, NodeSettings  # noqa: E402
+from gantry_node.node.network import scp  # noqa: E402
+from gantry_node.node.network.scu import DicomPeer  # noqa: E402
+from gantry_node.node.network.tcp import nodelay_handlers  # noqa: E402
+from gantry_node.node.store import Store  # noqa: E402
+from gantry_node.node.store.inbox import Inbox  # noqa: E402
 
 
 def proc_cpu(pid: int) -> float:

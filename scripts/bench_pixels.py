@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 from pydicom import uid  # noqa: E402
 from pydicom.pixels import set_pixel_data  # noqa: E402
 
-from gantry_node.pixels.codec import decode  # noqa: E402
-from gantry_node.pixels.ocr import luminance, read_words  # noqa: E402
-from gantry_node.pixels.redact import redact  # noqa: E402
-from gantry_node.pixels.rules import Region  # noqa: E402
+from gantry_node.engine.pixels.codec import decode  # noqa: E402
+from gantry_node.engine.pixels.ocr import luminance, read_words  # noqa: E402
+from gantry_node.engine.pixels.redact import redact  # noqa: E402
+from gantry_node.engine.pixels.rules import Region  # noqa: E402
 from tests.support.pixels import encode_as, read_testdata, roundtrip, synthetic  # noqa: E402
 
 

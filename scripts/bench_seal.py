@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gantry_node.deid import Keys, default_policy  # noqa: E402
-from gantry_node.pipeline import Engine, process  # noqa: E402
-from gantry_node.seal import make_sealer, recover  # noqa: E402
+from gantry_node.engine.deid import Keys, default_policy  # noqa: E402
+from gantry_node.engine.pipeline import Engine, process  # noqa: E402
+from gantry_node.engine.seal import make_sealer, recover  # noqa: E402
 from tests.support.seal import identified_instance, recipient  # noqa: E402
 
 

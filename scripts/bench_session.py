@@ -32,7 +32,7 @@ import pydicom
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gantry_node.offline.session import Session  # noqa: E402
-from gantry_node.synthetic import make_ct_corpus  # noqa: E402
+from gantry_node.testing import make_ct_corpus  # noqa: E402
 
 
 def peak_mb(who: int) -> float:

@@ -5,7 +5,7 @@ Builds N bench CT instances (512x512 16-bit, scripts/bench_node.py make_corpus),
 one process, alternating for --repeat rounds:
 
 - baseline: pydicom dcmread + dcmwrite to a BytesIO (no change; the floor of any pydicom tool)
-- worker: gantry_node.worker.process_file (strict read, de-identify, seal (off), pixels, encode,
+- worker: gantry_node.node.worker.process_file (strict read, de-identify, seal (off), pixels, encode,
   verify, write to a fresh outbox), with the engine the node builds from its default config
 
 Prints the median ms/instance of each and the ratio worker / baseline.
@@ -43,8 +43,8 @@ def main() -> int:
     from bench_node import make_corpus
 
     import gantry_node
-    from gantry_node import worker
-    from gantry_node.config import build_engines, load_config
+    from gantry_node.node import worker
+    from gantry_node.node.config import build_engines, load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     try:

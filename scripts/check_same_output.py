@@ -4,9 +4,9 @@
     python scripts/check_same_output.py --before /work/main [--after .] [--bench 200] [--keep DIR]
 
 The corpus: bench CTs (scripts/bench_node.py make_corpus), every synthetic kind of
-gantry_node.synthetic (plain, with planted PHI, implicit VR), and every file bundled with pydicom
+gantry_node.testing (plain, with planted PHI, implicit VR), and every file bundled with pydicom
 and pydicom-data (read from the installed packages, never downloaded). Each version runs
-`gantry_node.worker.process_file` over the corpus in its own subprocess (PYTHONPATH = that
+`gantry_node.node.worker.process_file` over the corpus in its own subprocess (PYTHONPATH = that
 tree) under three node configurations: the defaults; policy options plus a site override; and
 sealing to a certificate (PS3.15 E.1.2). Compared per file and configuration: the outcome
 (clean or quarantined, reason, stage, change count, pydicom's warnings for the audit, clean UIDs
@@ -60,7 +60,7 @@ def pydicom_files() -> list[Path]:
 
 
 def synthetic_files(folder: Path) -> list[Path]:
-    from gantry_node.synthetic import Study
+    from gantry_node.testing import Study
 
     folder.mkdir(parents=True)
     study = Study.for_patient(name="DOE^JANE^Q", patient_id="MRN12345", birth_date="19700214", sex="F") \
@@ -99,7 +99,7 @@ def build_corpus(tmp: Path, bench: int) -> dict[str, list[str]]:
 def write_configs(tmp: Path) -> dict[str, Path]:
     import yaml
 
-    from gantry_node.seal.certs import init_keys
+    from gantry_node.engine.seal.certs import init_keys
 
     init_keys(tmp / "broker")
     (tmp / "secret").write_text("0123456789abcdef0123456789abcdef\n")
@@ -131,8 +131,8 @@ def masked(data: bytes) -> bytes:
 
 
 def dump(configs: dict[str, str], corpus: dict[str, list[str]], out: Path) -> dict:
-    from gantry_node import worker
-    from gantry_node.config import build_engines, load_config
+    from gantry_node.node import worker
+    from gantry_node.node.config import build_engines, load_config
 
     results: dict[str, dict] = {}
     for name, config_path in configs.items():

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 from pynetdicom import AE, _config  # noqa: E402
 from pynetdicom.sop_class import CTImageStorage  # noqa: E402
 
-from gantry_node.synthetic import Study  # noqa: E402
+from gantry_node.testing import Study  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"

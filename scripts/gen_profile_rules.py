@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generate rules/ps3.15_e1-1_profile.json and rules/ps3.15_e3.10-1_safe_private.json from the
-PS3.15 tables in ../shared/standard (CSV extracted from the standard's DocBook source).
+"""Generate ps3.15_e1-1_profile.json and ps3.15_e3.10-1_safe_private.json in gantry_node/engine/rules/
+from the PS3.15 tables in standard/ (CSV extracted from the standard's DocBook source).
 
 Nothing here is hand-copied: every row of the two tables becomes one rule. Run it again when the
 standard's tables change; tests check the committed files match what this script generates.
 
-    python scripts/gen_profile_rules.py [--standard ../shared/standard] [--out rules]
+    python scripts/gen_profile_rules.py [--standard standard] [--out gantry_node/engine/rules]
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def safe_private_rules(rows: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--standard", type=Path, default=here.parent / "shared" / "standard")
-    parser.add_argument("--out", type=Path, default=here / "rules")
+    parser.add_argument("--standard", type=Path, default=here / "standard")
+    parser.add_argument("--out", type=Path, default=here / "gantry_node" / "engine" / "rules")
     args = parser.parse_args(argv)
 
     with open(args.standard / E1_1, newline="", encoding="utf-8") as f:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gantry_node.deid import Keys, default_policy
+from gantry_node.engine.deid import Keys, default_policy
 
 REPO = Path(__file__).resolve().parent.parent
 

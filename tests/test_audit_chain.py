@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gantry_node.cli import main
-from gantry_node.store import Store
+from gantry_node.node.store import Store
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_concurrent_writers_keep_one_chain(tmp_path, capsys):
 
 def test_migration_chains_rows_written_before_it(tmp_path):
     """A database from before the chain: its rows get hashes, in order, when it is opened."""
-    from gantry_node.store import migrations
+    from gantry_node.node.store import migrations
 
     db = tmp_path / "gantry.db"
     conn = sqlite3.connect(db, isolation_level=None)

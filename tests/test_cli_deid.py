@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 from pydicom.data import get_testdata_file
 
-from gantry_node.dicomio import write_instance
+from gantry_node.io.part10 import write_instance
 from tests.support.datasets import SR, minimal
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))

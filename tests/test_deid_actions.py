@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Keys, default_policy, deidentify
-from gantry_node.deid.policy import Policy
+from gantry_node.engine.deid import Keys, default_policy, deidentify
+from gantry_node.engine.deid.policy import Policy
 from tests.support.datasets import CT, GSPS, SR, UNKNOWN_SOP_CLASS, item, minimal, seq
 
 NO_DATE_OPTION = Policy(options=frozenset())
@@ -211,7 +211,7 @@ def test_file_meta_is_new(keys):
 
 
 def test_site_overrides(keys):
-    from gantry_node.deid import policy_from_mapping
+    from gantry_node.engine.deid import policy_from_mapping
 
     policy = policy_from_mapping({"overrides": {
         "InstitutionName": {"replace": "Research Site A"},
@@ -231,7 +231,7 @@ def test_site_overrides(keys):
 
 
 def test_deterministic_across_runs_and_secret_dependent():
-    from gantry_node.dicomio import encode_instance
+    from gantry_node.io.part10 import encode_instance
 
     ds = minimal(InstitutionName="General Hospital")
     a = encode_instance(run(ds, keys=Keys(b"a" * 32)).dataset)

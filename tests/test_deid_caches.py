@@ -3,10 +3,10 @@ corrupted by a caller (guards for the caches of issue 17; the uncached code pass
 
 from __future__ import annotations
 
-from gantry_node.deid import Keys, default_policy, deidentify, profile
-from gantry_node.deid.identity import Identity
-from gantry_node.deid.matching import byte_forms
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import Keys, default_policy, deidentify, profile
+from gantry_node.engine.deid.identity import Identity
+from gantry_node.engine.deid.matching import byte_forms
+from gantry_node.testing import Study
 
 
 def test_byte_forms_result_is_the_callers_own() -> None:

@@ -5,7 +5,7 @@ For every character set pydicom can encode (single-byte, ISO 2022 with code exte
 GB18030/GBK, UTF-8), the family name, the given name and the full name, in upper, lower and
 mixed case, are planted in three places of kept free text: a top-level UT that Table E.1-1 does
 not list, a UT two sequences down, and the LO of a safe private element kept with Retain Safe
-Private (gantry_node.synthetic's `with_free_text`).
+Private (gantry_node.testing's `with_free_text`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.charset import convert_encodings
 
-from gantry_node.deid import default_policy, deidentify, verify
-from gantry_node.deid.identity import Identity
-from gantry_node.deid.matching import fold
-from gantry_node.deid.pseudonyms import Keys
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import default_policy, deidentify, verify
+from gantry_node.engine.deid.identity import Identity
+from gantry_node.engine.deid.matching import fold
+from gantry_node.engine.deid.pseudonyms import Keys
+from gantry_node.testing import Study
 
 KEYS = Keys(b"charset-test-secret-0123456789ab")
 POLICY = default_policy().with_options("retain_safe_private")
@@ -146,7 +146,7 @@ def test_clean_replaces_only_the_name_in_folded_text():
 
 
 def test_not_identifying_words_let_phantoms_pass_but_not_real_names():
-    from gantry_node.deid.policy import policy_from_mapping
+    from gantry_node.engine.deid.policy import policy_from_mapping
 
     policy = policy_from_mapping({"not_identifying": ["TEST", "Last Name", "First Name", "Perfusion",
                                                       "MCA Stroke"]})
@@ -163,7 +163,7 @@ def test_not_identifying_words_let_phantoms_pass_but_not_real_names():
 
 
 def test_not_identifying_through_the_engine_and_verification():
-    from gantry_node.deid.policy import policy_from_mapping
+    from gantry_node.engine.deid.policy import policy_from_mapping
 
     policy = policy_from_mapping({"not_identifying": ["Phantom"], "options": {"retain_safe_private": True}})
     original, _ = build("ISO_IR 100", "Phantom^Catphan", "Phantom Catphan 600 QA")
@@ -174,7 +174,7 @@ def test_not_identifying_through_the_engine_and_verification():
 
 
 def test_not_identifying_is_validated():
-    from gantry_node.deid.policy import PolicyError, policy_from_mapping
+    from gantry_node.engine.deid.policy import PolicyError, policy_from_mapping
 
     with pytest.raises(PolicyError, match=r"policy\.not_identifying: expected a list"):
         policy_from_mapping({"not_identifying": "TEST"})

@@ -13,9 +13,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
-from gantry_node.deid import default_policy, deidentify
-from gantry_node.deid.encoding import _encode, encode_dataset
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import default_policy, deidentify
+from gantry_node.engine.encoding import _encode, encode_dataset
+from gantry_node.testing import Study
 
 MAX_FILE = 2_000_000  # keep the test fast: the large pydicom-data files add nothing new
 

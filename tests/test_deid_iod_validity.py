@@ -12,10 +12,10 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.sequence import Sequence
 
-from gantry_node.deid import OPTIONS, default_policy, deidentify
-from gantry_node.dicomio import write_instance
-from gantry_node.synthetic import Study
-from gantry_node.synthetic.documents import sop_reference
+from gantry_node.engine.deid import OPTIONS, default_policy, deidentify
+from gantry_node.io.part10 import write_instance
+from gantry_node.testing import Study
+from gantry_node.testing.documents import sop_reference
 from tests.support.dciodvfy import dciodvfy_errors, needs_dciodvfy
 
 pytestmark = needs_dciodvfy

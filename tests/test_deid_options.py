@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from gantry_node.deid import OPTIONS, Keys, default_policy, deidentify
+from gantry_node.engine.deid import OPTIONS, Keys, default_policy, deidentify
 from tests.support.datasets import minimal
 
 # option -> (attributes to plant, check on the output with the option, check without it)
@@ -49,7 +49,7 @@ def test_option_changes_the_outcome(option, keys):
 def test_every_option_is_known_to_the_rules():
     import json
 
-    from gantry_node.resources import rules_file
+    from gantry_node.engine.resources import rules_file
 
     doc = json.loads(rules_file("ps3.15_e1-1_profile.json").read_text())
     assert set(doc["options"]) == set(OPTIONS)
@@ -82,7 +82,7 @@ def test_modified_dates_shift_every_date_by_one_offset_per_patient(keys):
 
 
 def test_date_shift_range_is_configurable(keys):
-    from gantry_node.deid import policy_from_mapping
+    from gantry_node.engine.deid import policy_from_mapping
 
     policy = policy_from_mapping({"date_shift_days": [-7, -7]})
     assert deidentify(minimal(), policy, keys).dataset.StudyDate == "20240304"
@@ -97,7 +97,7 @@ def test_unparsable_date_is_emptied_not_kept(keys):
 
 
 def test_reduced_precision_datetime(keys):
-    from gantry_node.deid.values import shift_dt
+    from gantry_node.engine.deid.values import shift_dt
 
     assert shift_dt("2024", dt.timedelta(days=-1)) == "2023"
     assert shift_dt("202403", dt.timedelta(days=-1)) == "202402"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from gantry_node.deid import OPTIONS, default_policy, deidentify, verify
-from gantry_node.dicomio import encode_instance
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import OPTIONS, default_policy, deidentify, verify
+from gantry_node.io.part10 import encode_instance
+from gantry_node.testing import Study
 
 PATIENT_NEEDLES = [b"DOE", b"JANE", b"MRN12345", b"19700214", b"ACC998877", b"OLDMRN0042",
                    b"WELBY", b"HOUSE", b"RADTECH"]

@@ -13,12 +13,12 @@ from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from gantry_node.deid import default_policy, deidentify, profile, verify
-from gantry_node.deid.markers import REFERENCES_KEPT
-from gantry_node.dicomio import encode_instance
-from gantry_node.pipeline import Engine, Quarantine, process
-from gantry_node.synthetic import Study
-from gantry_node.synthetic.documents import sop_reference
+from gantry_node.engine.deid import default_policy, deidentify, profile, verify
+from gantry_node.engine.deid.markers import REFERENCES_KEPT
+from gantry_node.engine.pipeline import Engine, Quarantine, process
+from gantry_node.io.part10 import encode_instance
+from gantry_node.testing import Study
+from gantry_node.testing.documents import sop_reference
 from tests.support.datasets import item, minimal, seq
 
 UID_PROBLEM = "UID neither the standard's own nor a pseudonym"
@@ -111,7 +111,7 @@ def test_a_ct_still_references_its_localizer_with_the_new_uid(keys):
 
 
 def test_the_references_key_is_checked():
-    from gantry_node.deid import PolicyError, policy_from_mapping
+    from gantry_node.engine.deid import PolicyError, policy_from_mapping
 
     assert policy_from_mapping({"references": "remove"}).references == "remove"
     assert policy_from_mapping({}).references == "keep"

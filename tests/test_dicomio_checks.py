@@ -9,7 +9,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
-from gantry_node.dicomio import BadInput, read_instance
+from gantry_node.io.part10 import BadInput, read_instance
 from tests.support.node import make_ct
 
 

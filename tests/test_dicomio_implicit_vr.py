@@ -13,13 +13,13 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
-from gantry_node.deid import Keys, default_policy
-from gantry_node.deid.encoding import encode_dataset
-from gantry_node.dicomio import BadInput, read_instance
-from gantry_node.pipeline import Engine, process
-from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.stage import make_pixel_stage
-from gantry_node.seal import make_sealer, recover
+from gantry_node.engine.deid import Keys, default_policy
+from gantry_node.engine.encoding import encode_dataset
+from gantry_node.engine.pipeline import Engine, process
+from gantry_node.engine.pixels.config import parse_pixels_section
+from gantry_node.engine.pixels.stage import make_pixel_stage
+from gantry_node.engine.seal import make_sealer, recover
+from gantry_node.io.part10 import BadInput, read_instance
 from tests.conftest import SECRET
 from tests.support.node import make_ct
 from tests.support.seal import recipient

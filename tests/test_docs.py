@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from gantry_node.cli import build_parser
-from gantry_node.deid.policy import OPTIONS, OVERRIDE_ACTIONS, POLICY_KEYS
+from gantry_node.engine.deid.policy import OPTIONS, OVERRIDE_ACTIONS, POLICY_KEYS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from gantry_node import inbox as inbox_module
-from gantry_node.inbox import FANOUT, Inbox
-from gantry_node.node import sweep_outbox
+from gantry_node.node.app import sweep_outbox
+from gantry_node.node.store import inbox as inbox_module
+from gantry_node.node.store.inbox import FANOUT, Inbox
 
 
 def test_put_concatenates_the_chunks_even_when_the_kernel_writes_a_little_at_a_time(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""gantry_node.library_warnings: pydicom's warnings as problems by tag and kind, never the value."""
+"""gantry_node.engine.library_warnings: pydicom's warnings as problems by tag and kind, never the value."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from gantry_node.library_warnings import Problem, instance_problems, kind_of
+from gantry_node.engine.library_warnings import Problem, instance_problems, kind_of
 from tests.support.datasets import item, minimal, seq
 
 SECRET_WORD = "WISNIEWSKI"  # planted in every bad value

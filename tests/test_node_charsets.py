@@ -8,8 +8,8 @@ import subprocess
 
 from pydicom.charset import convert_encodings
 
-from gantry_node.deid.matching import byte_forms, python_encodings
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid.matching import byte_forms, python_encodings
+from gantry_node.testing import Study
 from tests.conftest import free_port
 from tests.support.node import (
     dcmtk_env,

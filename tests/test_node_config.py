@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gantry_node.config import SCHEMA_KEYS, ConfigError, config_from_mapping, load_config
+from gantry_node.node.config import SCHEMA_KEYS, ConfigError, config_from_mapping, load_config
 from tests.conftest import REPO
 
 # where the node's configuration keys must be documented (README.md once docs are folded in)

@@ -135,7 +135,7 @@ def test_ipv4_sender_on_a_dual_stack_listener_matches_an_ipv4_allow_list(tmp_pat
 def test_limits_are_validated_at_start():
     import pytest
 
-    from gantry_node.config import ConfigError, config_from_mapping
+    from gantry_node.node.config import ConfigError, config_from_mapping
 
     for node, message in [({"artim_timeout": 0}, "node.artim_timeout"),
                           ({"max_connections_per_address": 0}, "node.max_connections_per_address"),

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from gantry_node.cli import main
-from gantry_node.store import Store
+from gantry_node.node.store import Store
 from tests.conftest import REPO, cli_env, free_port
 from tests.support.node import node_config, stop, storescu, wait_for, wait_port, write_study
 
@@ -74,7 +74,7 @@ def _held_store(tmp_path):
     """A node state with four held instances: 1, 2 quarantined at verify, 3 at pixels, 4 forward_failed."""
     import yaml
 
-    from gantry_node.store.db import CleanCopy
+    from gantry_node.node.store.db import CleanCopy
 
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gantry_node.config import ConfigError, config_from_mapping
+from gantry_node.node.config import ConfigError, config_from_mapping
 from tests.conftest import free_port
 from tests.support.node import PHI_STRINGS, make_ct, node_config, running_node, storescu, wait_for, write_study
 

@@ -13,8 +13,8 @@ import sqlite3
 import subprocess
 import urllib.request
 
-from gantry_node.deid.matching import byte_forms, python_encodings
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid.matching import byte_forms, python_encodings
+from gantry_node.testing import Study
 from tests.conftest import free_port
 from tests.support.node import (
     dcmtk_env,

@@ -13,10 +13,10 @@ import json
 
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from gantry_node.config import load_config
-from gantry_node.inbox import Inbox
-from gantry_node.store import Store
-from gantry_node.store.db import CleanCopy
+from gantry_node.node.config import load_config
+from gantry_node.node.store import Store
+from gantry_node.node.store.db import CleanCopy
+from gantry_node.node.store.inbox import Inbox
 from tests.conftest import free_port
 from tests.support.node import (
     dicom_destination,

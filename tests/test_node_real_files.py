@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pydicom
 
-from gantry_node.settings_files import load_keys
-from gantry_node.store import Store
+from gantry_node.io.settings import load_keys
+from gantry_node.node.store import Store
 from tests.conftest import free_port
 from tests.support.node import (
     dcmtk_env,

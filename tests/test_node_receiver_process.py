@@ -1,4 +1,4 @@
-"""The SCP runs in a process of its own (gantry_node/receiver.py). If that process dies the node
+"""The SCP runs in a process of its own (gantry_node/node/receiver.py). If that process dies the node
 says so and exits non-zero, for its supervisor (systemd Restart=on-failure) to restart it, and
 what it acknowledged is still there after the restart."""
 

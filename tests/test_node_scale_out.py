@@ -13,8 +13,8 @@ from contextlib import ExitStack
 import pydicom
 import pytest
 
-from gantry_node.settings_files import load_keys
-from gantry_node.store import Store
+from gantry_node.io.settings import load_keys
+from gantry_node.node.store import Store
 from tests.conftest import free_port
 from tests.support.node import (
     dicom_destination,

@@ -8,7 +8,7 @@ import json
 
 import pydicom
 
-from gantry_node.seal.certs import init_keys
+from gantry_node.engine.seal.certs import init_keys
 from tests.conftest import free_port
 from tests.support.node import assert_no_phi, node_config, received_files, running_node, storescu, wait_for, write_study
 

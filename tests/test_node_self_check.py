@@ -9,8 +9,8 @@ import sqlite3
 import subprocess
 import sys
 
-from gantry_node.config import config_from_mapping
-from gantry_node.selfcheck import self_check
+from gantry_node.node.config import config_from_mapping
+from gantry_node.node.selfcheck import self_check
 from tests.conftest import REPO, cli_env, free_port
 from tests.support.node import node_config, stop, wait_for, wait_port
 

@@ -10,7 +10,7 @@ import shutil
 import pydicom
 from pydicom.uid import generate_uid
 
-from gantry_node.network.scp import retired_storage_classes
+from gantry_node.node.network.scp import retired_storage_classes
 from tests.conftest import free_port
 from tests.support.node import (
     dicom_destination,

@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from gantry_node.audit import Audit, allow_listed
-from gantry_node.store import Store
-from gantry_node.store.db import CleanCopy
-from gantry_node.store.migrations import MIGRATIONS
+from gantry_node.node.audit_log import Audit, allow_listed
+from gantry_node.node.store import Store
+from gantry_node.node.store.db import CleanCopy
+from gantry_node.node.store.migrations import MIGRATIONS
 
 CT, ELE = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"
 

@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
-from gantry_node.config import load_config
-from gantry_node.node import Node
-from gantry_node.store import StoreError
-from gantry_node.supervise import STATUS_FILE, StatusFile, Supervisor
+from gantry_node.node.app import Node
+from gantry_node.node.config import load_config
+from gantry_node.node.store import StoreError
+from gantry_node.node.supervise import STATUS_FILE, StatusFile, Supervisor
 from tests.conftest import free_port
 from tests.support.node import (
     dicom_destination,

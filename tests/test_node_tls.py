@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gantry_node.config import ConfigError, config_from_mapping
+from gantry_node.node.config import ConfigError, config_from_mapping
 from tests.conftest import free_port
 from tests.support.node import (
     assert_no_phi,

@@ -15,7 +15,7 @@ import pytest
 from pydicom import uid
 from pydicom.uid import generate_uid
 
-from gantry_node.pixels.codec import decode
+from gantry_node.engine.pixels.codec import decode
 from tests.conftest import free_port
 from tests.support.node import (
     assert_no_phi,

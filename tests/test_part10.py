@@ -11,7 +11,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from gantry_node.network.part10 import PREAMBLE, file_meta
+from gantry_node.io.file_meta import PREAMBLE, file_meta
 
 
 def pydicom_meta(sop_class: str, sop_uid: str, ts: str, source_ae: str) -> bytes:

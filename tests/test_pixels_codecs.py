@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydicom import uid
 
-from gantry_node.pixels.codec import PixelDecodeError, decode, to_native
-from gantry_node.pixels.redact import redact
-from gantry_node.pixels.rules import Region
+from gantry_node.engine.pixels.codec import PixelDecodeError, decode, to_native
+from gantry_node.engine.pixels.redact import redact
+from gantry_node.engine.pixels.rules import Region
 from tests.support.pixels import encode_as, read_testdata, roundtrip, synthetic
 
 NATIVE = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.DeflatedExplicitVRLittleEndian]
@@ -49,7 +49,7 @@ def params():
 
 
 def black_of(decoded, ds):
-    from gantry_node.pixels.redact import black_value
+    from gantry_node.engine.pixels.redact import black_value
 
     return black_value(decoded, ds)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gantry_node.pixels.config import PixelConfigError, parse_pixels_section
-from gantry_node.pixels.library import library_rules
+from gantry_node.engine.pixels.config import PixelConfigError
+from gantry_node.engine.pixels.library import library_rules
+from gantry_node.io.pixel_files import read_pixels_section as parse_pixels_section
 from tests.support.pixels import data_path
 
 ANONYMIZER = Path("/work/shared/reference/ctp/DicomPixelAnonymizer.script")
@@ -59,7 +60,7 @@ def test_bad_config_names_the_key(doc, message):
 
 def test_documentation_covers_every_key():
     doc = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    from gantry_node.pixels.config import OCR_KEYS, SUSPECT_KEYS, TOP_KEYS
+    from gantry_node.engine.pixels.config import OCR_KEYS, SUSPECT_KEYS, TOP_KEYS
 
     keys = sorted(TOP_KEYS) + [f"ocr.{k}" for k in OCR_KEYS] + [f"suspect.{k}" for k in SUSPECT_KEYS]
     for key in keys:

@@ -19,12 +19,12 @@ import pytest
 from pydicom import uid
 from pydicom.pixels import pixel_array
 
-from gantry_node.deid import Keys, default_policy
-from gantry_node.pipeline import Engine, Quarantine, process
-from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.highbits import Layout, canonical, codestream_precision, high_bits_problem
-from gantry_node.pixels.stage import make_pixel_stage
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import Keys, default_policy
+from gantry_node.engine.pipeline import Engine, Quarantine, process
+from gantry_node.engine.pixels.config import parse_pixels_section
+from gantry_node.engine.pixels.highbits import Layout, canonical, codestream_precision, high_bits_problem
+from gantry_node.engine.pixels.stage import make_pixel_stage
+from gantry_node.testing import Study
 from tests.conftest import SECRET, free_port
 from tests.support.dciodvfy import dciodvfy_errors, needs_dciodvfy
 from tests.support.node import (

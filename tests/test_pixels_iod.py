@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from pydicom import uid
 
-from gantry_node.pixels.redact import redact
-from gantry_node.pixels.rules import Region
+from gantry_node.engine.pixels.redact import redact
+from gantry_node.engine.pixels.rules import Region
 from tests.support.pixels import US_MULTIFRAME, encode_as, read_testdata, synthetic
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gantry_node.pipeline import Engine, process
-from gantry_node.pixels.codec import decode
-from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.stage import make_pixel_stage
+from gantry_node.engine.pipeline import Engine, process
+from gantry_node.engine.pixels.codec import decode
+from gantry_node.engine.pixels.config import parse_pixels_section
+from gantry_node.engine.pixels.stage import make_pixel_stage
 from tests.support.pixels import ocr_text, read_testdata, roundtrip
 
 # Devices the CTP library has no rule for, mapped by looking at the images (rendered to PNG).
@@ -55,7 +55,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def engine():
-    from gantry_node.deid import Keys, default_policy
+    from gantry_node.engine.deid import Keys, default_policy
     from tests.conftest import SECRET
 
     config = parse_pixels_section({"rules": SITE_RULES})
@@ -91,7 +91,7 @@ def test_real_ultrasound_is_redacted(engine, name, rule_id, strings):
 
 
 def test_real_ultrasound_without_a_rule_is_held_back(engine):
-    from gantry_node.pipeline import Quarantine
+    from gantry_node.engine.pipeline import Quarantine
 
     default_only = Engine(engine.policy, engine.keys, pixel_stage=make_pixel_stage(parse_pixels_section(None)))
     with pytest.raises(Quarantine) as caught:
@@ -105,7 +105,7 @@ def test_real_ultrasound_without_a_rule_is_held_back(engine):
 def test_ocr_gate_alone_catches_the_unredacted_real_images(engine, name):
     """With no rules at all and unknown devices left to OCR, the gate itself holds back every
     one of these images (institution names, the patient ID, dates)."""
-    from gantry_node.pipeline import Quarantine
+    from gantry_node.engine.pipeline import Quarantine
 
     ocr_only = parse_pixels_section({"include_library": False, "unknown_device": "ocr"})
     gate = Engine(engine.policy, engine.keys, pixel_stage=make_pixel_stage(ocr_only))

@@ -14,13 +14,13 @@ import pytest
 from pydicom import uid
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Keys, default_policy
-from gantry_node.pipeline import Engine, Quarantine, process
-from gantry_node.pixels.codec import PixelDecodeError, decode, syntax_name
-from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.device import device_key
-from gantry_node.pixels.stage import make_pixel_stage
-from gantry_node.synthetic import Study
+from gantry_node.engine.deid import Keys, default_policy
+from gantry_node.engine.pipeline import Engine, Quarantine, process
+from gantry_node.engine.pixels.codec import PixelDecodeError, decode, syntax_name
+from gantry_node.engine.pixels.config import parse_pixels_section
+from gantry_node.engine.pixels.device import device_key
+from gantry_node.engine.pixels.stage import make_pixel_stage
+from gantry_node.testing import Study
 from tests.conftest import SECRET, free_port
 from tests.support.node import node_config, running_node, storescu, wait_for
 

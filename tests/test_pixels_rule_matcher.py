@@ -8,10 +8,10 @@ import random
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from gantry_node.pixels import expr as expressions
-from gantry_node.pixels.expr import readings
-from gantry_node.pixels.library import library_rules
-from gantry_node.pixels.rules import RuleMatcher, first_match, rules_from_list
+from gantry_node.engine.pixels import expr as expressions
+from gantry_node.engine.pixels.expr import readings
+from gantry_node.engine.pixels.library import library_rules
+from gantry_node.engine.pixels.rules import RuleMatcher, first_match, rules_from_list
 
 
 def _tests(expr):

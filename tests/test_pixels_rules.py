@@ -8,11 +8,16 @@ import pytest
 import yaml
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from gantry_node.pixels.ctp import CTPSyntaxError, parse_anonymizer_script, parse_expression, text_heuristic_from_filter
-from gantry_node.pixels.expr import RuleError, evaluate, expr_from_mapping, expr_to_mapping
-from gantry_node.pixels.library import library_rules, text_heuristic
-from gantry_node.pixels.rules import Region, first_match, rules_from_list, rules_to_yaml
-from gantry_node.resources import rules_file
+from gantry_node.engine.pixels.ctp import (
+    CTPSyntaxError,
+    parse_anonymizer_script,
+    parse_expression,
+    text_heuristic_from_filter,
+)
+from gantry_node.engine.pixels.expr import RuleError, evaluate, expr_from_mapping, expr_to_mapping
+from gantry_node.engine.pixels.library import library_rules, text_heuristic
+from gantry_node.engine.pixels.rules import Region, first_match, rules_from_list, rules_to_yaml
+from gantry_node.engine.resources import rules_file
 
 CTP_DIR = Path("/work/shared/reference/ctp")
 ANONYMIZER = CTP_DIR / "DicomPixelAnonymizer.script"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 from pydicom import uid
 
-from gantry_node.deid import Keys, default_policy
-from gantry_node.pipeline import Engine, Quarantine, process
-from gantry_node.pixels.codec import decode
-from gantry_node.pixels.config import parse_pixels_section
-from gantry_node.pixels.device import device_key
-from gantry_node.pixels.ocr import sample_frames
-from gantry_node.pixels.stage import make_pixel_stage
+from gantry_node.engine.deid import Keys, default_policy
+from gantry_node.engine.pipeline import Engine, Quarantine, process
+from gantry_node.engine.pixels.codec import decode
+from gantry_node.engine.pixels.config import parse_pixels_section
+from gantry_node.engine.pixels.device import device_key
+from gantry_node.engine.pixels.ocr import sample_frames
+from gantry_node.engine.pixels.stage import make_pixel_stage
 from tests.conftest import SECRET
 from tests.support.pixels import encode_as, read_testdata, roundtrip, synthetic, text_image
 
@@ -131,8 +131,8 @@ def test_rules_are_matched_on_the_original_not_the_deidentified_dataset():
 
 
 def test_judging_ocr_text():
-    from gantry_node.deid import Identity
-    from gantry_node.pixels.ocr import Word, digit_reading, judge
+    from gantry_node.engine.deid import Identity
+    from gantry_node.engine.pixels.ocr import Word, digit_reading, judge
 
     def line(*texts):
         return [Word(t, 90, 0, 10 + 60 * i, 5, 50, 12) for i, t in enumerate(texts)]

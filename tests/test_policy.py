@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gantry_node.deid import PolicyError, default_policy, policy_from_mapping
-from gantry_node.settings_files import load_policy
+from gantry_node.engine.deid import PolicyError, default_policy, policy_from_mapping
+from gantry_node.io.settings import load_policy
 
 
 @pytest.mark.parametrize(("doc", "names"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydicom.datadict import DicomDictionary
 
-from gantry_node.deid.policy import OverrideKey, policy_from_mapping, public_overrides
+from gantry_node.engine.deid.policy import OverrideKey, policy_from_mapping, public_overrides
 
 
 def test_public_override_lookup_by_tag_is_the_keyed_lookup():

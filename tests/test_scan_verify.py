@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import (
+from gantry_node.engine.deid import (
     Identity,
     default_policy,
     deidentify,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gantry_node.audit import Audit
-from gantry_node.config import NodeSettings
-from gantry_node.inbox import Inbox
-from gantry_node.network.scp import start_scp
-from gantry_node.store import Store
+from gantry_node.node.audit_log import Audit
+from gantry_node.node.config import NodeSettings
+from gantry_node.node.network.scp import start_scp
+from gantry_node.node.store import Store
+from gantry_node.node.store.inbox import Inbox
 from tests.conftest import free_port
 from tests.support.node import storescu, write_study
 

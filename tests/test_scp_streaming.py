@@ -12,11 +12,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from gantry_node.audit import Audit
-from gantry_node.config import NodeSettings
-from gantry_node.inbox import Inbox
-from gantry_node.network.scp import start_scp
-from gantry_node.store import Store
+from gantry_node.node.audit_log import Audit
+from gantry_node.node.config import NodeSettings
+from gantry_node.node.network.scp import start_scp
+from gantry_node.node.store import Store
+from gantry_node.node.store.inbox import Inbox
 from tests.conftest import REPO, free_port
 from tests.support.node import dcmtk_env, storescu, wait_for, write_study
 

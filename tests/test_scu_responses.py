@@ -1,12 +1,12 @@
 """The forwarder's SCU keeps pynetdicom's reactor thread away from its C-STORE responses
-(see `_responses_to_sender_only` in gantry_node/network/scu.py)."""
+(see `_responses_to_sender_only` in gantry_node/node/network/scu.py)."""
 
 from __future__ import annotations
 
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from gantry_node.config import Destination
-from gantry_node.network.scu import DicomPeer
+from gantry_node.node.config import Destination
+from gantry_node.node.network.scu import DicomPeer
 from tests.support.node import received_files, storescp, write_study
 
 

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gantry_node.seal import CertificateError, SealingConfigError, load_recipient, parse_sealing_section
-from gantry_node.seal.certs import CERT_FILE, KEY_FILE
+from gantry_node.engine.seal import CertificateError, SealingConfigError, load_recipient, parse_sealing_section
+from gantry_node.engine.seal.certs import CERT_FILE, KEY_FILE
 from tests.support.seal import certificate, ec_certificate, recipient
 
 

@@ -8,11 +8,11 @@ import pytest
 from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gantry_node.deid import default_policy, deidentify, verify
-from gantry_node.deid.identity import Identity
-from gantry_node.pipeline import Engine, process
-from gantry_node.seal import SealError, make_sealer, seal, unseal
-from gantry_node.seal.cms import DIGEST_PREFIX, decrypt_content, der_without_padding, split_digest
+from gantry_node.engine.deid import default_policy, deidentify, verify
+from gantry_node.engine.deid.identity import Identity
+from gantry_node.engine.pipeline import Engine, process
+from gantry_node.engine.seal import SealError, make_sealer, seal, unseal
+from gantry_node.engine.seal.cms import DIGEST_PREFIX, decrypt_content, der_without_padding, split_digest
 from tests.support.seal import ACCESSION, PATIENT_ID, PATIENT_NAME, identified_instance, recipient
 
 
@@ -173,7 +173,7 @@ def test_pipeline_with_sealing_passes_verification(policy, keys):
 
 def test_sealing_needs_only_the_certificate(tmp_path, policy, keys):
     """The node's side: a certificate file, no key anywhere near it."""
-    from gantry_node.seal import load_recipients
+    from gantry_node.engine.seal import load_recipients
 
     _, cert_path = recipient().write(tmp_path / "broker")
     node_dir = tmp_path / "node"

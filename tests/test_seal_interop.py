@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from pydicom.filereader import read_dataset
 
-from gantry_node.deid import deidentify
-from gantry_node.seal import make_sealer
+from gantry_node.engine.deid import deidentify
+from gantry_node.engine.seal import make_sealer
 from tests.support.seal import ACCESSION, PATIENT_ID, PATIENT_NAME, identified_instance, recipient, run_tool, save
 
 needs_gdcmanon = pytest.mark.skipif(shutil.which("gdcmanon") is None, reason="gdcmanon (libgdcm-tools) not installed")

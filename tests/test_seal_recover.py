@@ -8,9 +8,9 @@ import logging
 import pydicom
 import pytest
 
-from gantry_node.deid import add_method_code, deidentify
-from gantry_node.deid.markers import CLEAN_PIXEL_DATA
-from gantry_node.seal import SealError, identity_summary, make_sealer, recover
+from gantry_node.engine.deid import add_method_code, deidentify
+from gantry_node.engine.deid.markers import CLEAN_PIXEL_DATA
+from gantry_node.engine.seal import SealError, identity_summary, make_sealer, recover
 from tests.support.seal import (
     ACCESSION,
     BIRTH_DATE,

@@ -12,8 +12,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from gantry_node.seal import SealError, make_sealer, recover, seal
-from gantry_node.seal.cms import decode_modified_attributes, encode_modified_attributes
+from gantry_node.engine.seal import SealError, make_sealer, recover, seal
+from gantry_node.engine.seal.cms import decode_modified_attributes, encode_modified_attributes
 from tests.support.seal import recipient
 
 LONG_REASON = "Follow-up of a lesion seen on the previous examination, " * 2 + "query"  # 117 > LO's 64

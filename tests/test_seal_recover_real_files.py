@@ -13,10 +13,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from gantry_node.deid import DeidError, deidentify
-from gantry_node.deid.encoding import encode_dataset
-from gantry_node.dicomio import BadInput, read_instance
-from gantry_node.seal import make_sealer, recover
+from gantry_node.engine.deid import DeidError, deidentify
+from gantry_node.engine.encoding import encode_dataset
+from gantry_node.engine.seal import make_sealer, recover
+from gantry_node.io.part10 import BadInput, read_instance
 from tests.support.seal import recipient
 from tests.test_node_real_files import bundled_instances
 

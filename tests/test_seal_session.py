@@ -6,7 +6,7 @@ import pydicom
 import pytest
 
 from gantry_node import Session
-from gantry_node.seal import SealingConfigError
+from gantry_node.engine.seal import SealingConfigError
 from tests.support.seal import PATIENT_ID, PATIENT_NAME, certificate, identified_instance, recipient, save
 
 

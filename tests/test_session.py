@@ -10,7 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from gantry_node import Session
-from gantry_node.deid import SecretError
+from gantry_node.engine.deid import SecretError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 MR_SMALL = Path(get_testdata_file("MR_small.dcm"))

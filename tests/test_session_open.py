@@ -12,7 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from gantry_node import Session
-from gantry_node.deid import Keys, SecretError
+from gantry_node.engine.deid import Keys, SecretError
 from gantry_node.offline.session import SessionError
 from tests.conftest import SECRET
 

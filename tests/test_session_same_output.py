@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from gantry_node import Session
-from gantry_node import worker as node_worker
-from gantry_node.config import build_engines, config_from_mapping
+from gantry_node.node import worker as node_worker
+from gantry_node.node.config import build_engines, config_from_mapping
 from tests.support.cohort import fill_in_config, make_cohort
 
 POLICY = {"options": {"retain_patient_characteristics": True}, "overrides": {"SeriesDescription": "keep"}}

@@ -8,9 +8,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from gantry_node.dicomio import read_instance
-from gantry_node.synthetic import Study, make_ct_corpus
-from gantry_node.synthetic.phi import SAFE_PRIVATE_CREATOR, UNSAFE_PRIVATE_CREATOR
+from gantry_node.io.part10 import read_instance
+from gantry_node.testing import Study, make_ct_corpus
+from gantry_node.testing.phi import SAFE_PRIVATE_CREATOR, UNSAFE_PRIVATE_CREATOR
 from tests.support.dciodvfy import dciodvfy_errors, needs_dciodvfy
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import random
 
-from gantry_node.deid import default_policy
-from gantry_node.deid.identity import Identity
-from gantry_node.deid.matching import byte_forms, python_encodings
-from gantry_node.deid.policy import Policy
-from gantry_node.deid.verify import _MIN_BULK_NEEDLE, _locate, _needle_pattern, leaked_values
+from gantry_node.engine.deid import default_policy
+from gantry_node.engine.deid.identity import Identity
+from gantry_node.engine.deid.matching import byte_forms, python_encodings
+from gantry_node.engine.deid.policy import Policy
+from gantry_node.engine.deid.verify import _MIN_BULK_NEEDLE, _locate, _needle_pattern, leaked_values
 
 
 def reference(encoded: bytes, bulk: list[bytes], identity: Identity, policy: Policy) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ def test_large_bulk_values_are_searched_a_window_at_a_time_with_the_same_answers
     import importlib
     import re
 
-    verify_module = importlib.import_module("gantry_node.deid.verify")
+    verify_module = importlib.import_module("gantry_node.engine.deid.verify")
 
     monkeypatch.setattr(verify_module, "_BULK_CHUNK", 64)
     needle = b"doe^jane"

@@ -9,10 +9,10 @@ from pathlib import Path
 from gantry_node.cli import CommandError
 from gantry_node.cli.deid_cmd import print_problems
 from gantry_node.cli.policy_args import add_policy_and_secret, policy_and_keys
-from gantry_node.deid import findings_dataframe, findings_table, scan
-from gantry_node.dicomio import BadInput, read_instance
-from gantry_node.folder import iter_files
-from gantry_node.library_warnings import instance_problems
+from gantry_node.engine.deid import findings_dataframe, findings_table, scan
+from gantry_node.engine.library_warnings import instance_problems
+from gantry_node.io.part10 import BadInput, read_instance
+from gantry_node.offline.folder import iter_files
 
 
 def register(sub: argparse._SubParsersAction) -> None:

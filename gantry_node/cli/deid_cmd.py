@@ -8,8 +8,8 @@ from pathlib import Path
 
 from gantry_node.cli import CommandError
 from gantry_node.cli.policy_args import add_policy_and_secret, policy_and_keys
-from gantry_node.folder import deidentify_folder
-from gantry_node.pipeline import Engine
+from gantry_node.engine.pipeline import Engine
+from gantry_node.offline.folder import deidentify_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_pixel_stage(path: Path | None, keys=None):
     """The pixel stage is always on (fail closed); FILE only changes its rules. `keys` key the
     device names in its reasons."""
-    from gantry_node.pixels.api import load_pixel_config
-    from gantry_node.pixels.config import PixelConfigError
-    from gantry_node.pixels.stage import make_pixel_stage
+    from gantry_node.engine.pixels.config import PixelConfigError
+    from gantry_node.engine.pixels.stage import make_pixel_stage
+    from gantry_node.io.pixel_files import load_pixel_config
 
     try:
         return make_pixel_stage(load_pixel_config(path), keys)
@@ -54,7 +54,7 @@ def load_sealer(certificates: list[Path] | None, algorithm: str | None):
         raise CommandError("--algorithm needs --certificate")
     if not certificates:
         return None
-    from gantry_node.seal.config import SealingConfigError, parse_sealing_section
+    from gantry_node.engine.seal.config import SealingConfigError, parse_sealing_section
 
     reversible = {"algorithm": algorithm} if algorithm else None
     try:

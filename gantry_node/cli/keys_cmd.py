@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.seal import BROKER_REMINDER, CertificateError, init_keys
+from gantry_node.engine.seal import BROKER_REMINDER, CertificateError, init_keys
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.deid import Keys, Policy, PolicyError, SecretError
-from gantry_node.settings_files import load_keys, load_policy
+from gantry_node.engine.deid import Keys, Policy, PolicyError, SecretError
+from gantry_node.io.settings import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
 

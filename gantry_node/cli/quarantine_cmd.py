@@ -11,7 +11,7 @@ from pathlib import Path
 from gantry_node.cli import CommandError
 from gantry_node.cli.serve_cmd import add_config_option, config_from_args
 from gantry_node.cli.status_cmd import open_existing_store
-from gantry_node.store import StoreError
+from gantry_node.node.store import StoreError
 
 HELD = ("quarantined", "forward_failed")
 REVEAL_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyDate",
@@ -129,7 +129,7 @@ def _targets(args: argparse.Namespace, store) -> list:
 
 
 def run_release(args: argparse.Namespace) -> int:
-    from gantry_node.audit import Audit
+    from gantry_node.node.audit_log import Audit
 
     _, store = _store(args)
     audit = None
@@ -167,7 +167,7 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    from gantry_node.audit import Audit
+    from gantry_node.node.audit_log import Audit
 
     _, store = _store(args)
     audit = None

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.dicomio import BadInput, clean_path, encode_instance, read_instance, write_atomic
-from gantry_node.seal import (
+from gantry_node.engine.seal import (
     CertificateError,
     SealError,
     identity_summary,
@@ -19,6 +18,8 @@ from gantry_node.seal import (
     load_private_key,
     recover,
 )
+from gantry_node.io.durable import write_atomic
+from gantry_node.io.part10 import BadInput, clean_path, encode_instance, read_instance
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.pixels.expr import RuleError
+from gantry_node.engine.pixels.expr import RuleError
 
 
 def register(subparsers) -> None:
@@ -42,14 +42,14 @@ def _write(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    from gantry_node.dicomio import write_atomic
+    from gantry_node.io.durable import write_atomic
 
     write_atomic(text.encode("utf-8"), out)
     print(f"wrote {out}", file=sys.stderr)
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from gantry_node.pixels.api import import_ctp
+    from gantry_node.io.pixel_files import import_ctp
 
     try:
         text, count = import_ctp(args.file, as_filter=args.filter)
@@ -64,7 +64,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_scaffold(args: argparse.Namespace) -> int:
-    from gantry_node.pixels.api import scaffold_config
+    from gantry_node.io.pixel_files import scaffold_config
 
     if not args.dir.is_dir():
         raise CommandError(f"{args.dir}: not a folder")
@@ -78,8 +78,8 @@ def _keys(path: Path | None):
     import os
 
     from gantry_node.cli.policy_args import SECRET_ENV
-    from gantry_node.deid import SecretError
-    from gantry_node.settings_files import load_keys
+    from gantry_node.engine.deid import SecretError
+    from gantry_node.io.settings import load_keys
 
     path = path or (Path(os.environ[SECRET_ENV]) if os.environ.get(SECRET_ENV) else None)
     if path is None:
@@ -93,8 +93,8 @@ def _keys(path: Path | None):
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from gantry_node.pixels.api import preview_rules
-    from gantry_node.pixels.config import PixelConfigError
+    from gantry_node.engine.pixels.config import PixelConfigError
+    from gantry_node.io.pixel_files import preview_rules
 
     try:
         written = preview_rules(args.config, args.out, args.sample)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.deid import new_secret
+from gantry_node.engine.deid import new_secret
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from gantry_node.cli import CommandError
-from gantry_node.config import ConfigError, load_config
+from gantry_node.node.config import ConfigError, load_config
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def check_secret_mode(path: Path) -> None:
 
 def _report_self_check(node) -> None:
     """Say once, at start, what the pixel stage is missing and what it will hold; audited."""
-    from gantry_node.selfcheck import self_check
+    from gantry_node.node.selfcheck import self_check
 
     findings = self_check(node.config)
     for f in findings:
@@ -61,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gantry_node.audit import quiet_library_warnings
-    from gantry_node.node import Node
+    from gantry_node.node.app import Node
+    from gantry_node.node.audit_log import quiet_library_warnings
 
     quiet_library_warnings()
     # The index, its WAL, the audit log and the inbox are created 0600/0700 explicitly. For the
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _report_self_check(node)
-    from gantry_node.metrics import start_metrics
+    from gantry_node.node.metrics import start_metrics
 
     try:
         metrics = start_metrics(node)

@@ -11,8 +11,8 @@ import time
 
 from gantry_node.cli import CommandError
 from gantry_node.cli.serve_cmd import add_config_option, config_from_args
-from gantry_node.store import Store
-from gantry_node.supervise import STATUS_FILE, ComponentState, StatusFile
+from gantry_node.node.store import Store
+from gantry_node.node.supervise import STATUS_FILE, ComponentState, StatusFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -49,7 +49,7 @@ class Instance:
     @property
     def pixels(self):
         """The pixel data as a numpy array (frames, rows, columns[, samples]), decoded now."""
-        from gantry_node.pixels.codec import decode
+        from gantry_node.engine.pixels.codec import decode
 
         return decode(self.dataset()).frames
 

@@ -1,7 +1,7 @@
 """The session's unified configuration file: the policy (the "PHI tags") and the machine
 rules (the pixels: section of the node's configuration), in one YAML.
 
-    policy:                       # gantry_node.deid policy: options, date_shift_days, overrides
+    policy:                       # gantry_node.engine.deid policy: options, date_shift_days, overrides
       options: {...}
       overrides: {SeriesDescription: keep}
     pixels:                       # the node's pixels: section (docs/pixels.md)
@@ -23,10 +23,11 @@ from typing import Any
 
 import yaml
 
-from gantry_node.deid import OPTIONS, Policy, PolicyError, policy_from_mapping
-from gantry_node.deid.policy import OverrideKey
+from gantry_node.engine.deid import OPTIONS, Policy, PolicyError, policy_from_mapping
+from gantry_node.engine.deid.policy import OverrideKey
+from gantry_node.engine.pixels.config import PixelConfig, PixelConfigError
+from gantry_node.io.pixel_files import read_pixels_section
 from gantry_node.offline.cohort import Device
-from gantry_node.pixels.config import PixelConfig, PixelConfigError, parse_pixels_section
 
 TOP_KEYS = ("policy", "pixels")
 
@@ -129,7 +130,7 @@ def parse_config_text(text: str, path: Path) -> tuple[Policy, PixelConfig]:
             raise ConfigError(f"{path}: {key}: unknown key (allowed: {', '.join(TOP_KEYS)})")
     try:
         policy = policy_from_mapping(doc.get("policy"), f"{path}: policy")
-        pixels = parse_pixels_section(doc.get("pixels"), f"{path}: pixels", base_dir=path.parent)
+        pixels = read_pixels_section(doc.get("pixels"), f"{path}: pixels", base_dir=path.parent)
     except (PolicyError, PixelConfigError) as exc:
         raise ConfigError(str(exc)) from None
     return policy, pixels

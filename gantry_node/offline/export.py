@@ -104,7 +104,7 @@ def to_parquet(session: Session, path: Path, row_group: int = 10_000) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gantry_node.dicomio import write_atomic
+    from gantry_node.io.durable import write_atomic
 
     counts = session.catalogue.series_counts()
     ints = {"instance_id", "InstanceCount", "Rows", "Columns", "NumberOfFrames", "FileSize", *INT_ATTRS}
@@ -150,9 +150,9 @@ def select(session: Session, subset: Any) -> set[int] | None:
 # -- files -----------------------------------------------------------------------------------
 
 def export(session: Session, folder: Path, safe: bool, subset: Any, progress: bool) -> ExportReport:
-    from gantry_node.dicomio import write_atomic
+    from gantry_node.engine.pixels.rules import RuleMatcher
+    from gantry_node.io.durable import write_atomic
     from gantry_node.offline.common import progress_bar
-    from gantry_node.pixels.rules import RuleMatcher
 
     wanted = select(session, subset)
     rows = [r for r in session.catalogue.instances("status = 'ok'") if wanted is None or r["id"] in wanted]

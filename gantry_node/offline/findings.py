@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gantry_node.deid import Finding
+from gantry_node.engine.deid import Finding
 
 COLUMNS = ["instance_id", "entity_type", "field_name", "tag", "path", "reason", "action"]
 

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from gantry_node.library_warnings import instance_problems
+from gantry_node.engine.library_warnings import instance_problems
 
 # Header attributes kept as JSON for the DataFrame (geometry, acquisition, descriptions).
 ATTRS = ("StudyDate", "StudyDescription", "SeriesNumber", "SeriesDescription", "InstanceNumber",

@@ -1,6 +1,6 @@
 """The configure and redact steps of Session: scaffold_config, load_config, execute_config.
 
-The pixel stage is the node's (gantry_node.pixels.stage.run_pixel_stage), run on the stored
+The pixel stage is the node's (gantry_node.engine.pixels.stage.run_pixel_stage), run on the stored
 de-identified instance with the original for the rule match and the identity for the OCR gate.
 """
 
@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Identity
-from gantry_node.deid.encoding import encode_dataset
-from gantry_node.dicomio import BadInput, read_instance, write_atomic
+from gantry_node.engine.deid import Identity
+from gantry_node.engine.encoding import encode_dataset
+from gantry_node.engine.pipeline import Quarantine, Work
+from gantry_node.io.durable import write_atomic
+from gantry_node.io.part10 import BadInput, read_instance
 from gantry_node.offline import config as cfg
 from gantry_node.offline.common import SessionError, StepReport, progress_bar, read_header
 from gantry_node.offline.logs import log
-from gantry_node.pipeline import Quarantine, Work
 
 if TYPE_CHECKING:
     from gantry_node.offline.session import Session
@@ -54,8 +55,8 @@ def write_previews(session: Session, config_path: Path, wanted: dict[str, tuple[
               rows: list[dict[str, Any]]) -> dict[str, Path]:
     """One PNG per rule id: a sample image of its device (original pixels, in the config's
     previews folder, which is as sensitive as the raw data) with `regions` drawn."""
-    from gantry_node.pixels.api import render_preview
-    from gantry_node.pixels.codec import PixelDecodeError, decode
+    from gantry_node.engine.pixels.codec import PixelDecodeError, decode
+    from gantry_node.io.pixel_files import render_preview
 
     out_dir = config_path.with_name(config_path.stem + "_previews")
     written: dict[str, Path] = {}
@@ -77,7 +78,7 @@ def load(session: Session, path: str | Path) -> None:
     """Load the unified configuration: its policy becomes the session's (instances
     de-identified under another policy must go through apply_remediation again) and its
     pixel rules are used by execute_config. Errors name the file and the key."""
-    from gantry_node.pixels.rules import RuleMatcher
+    from gantry_node.engine.pixels.rules import RuleMatcher
 
     path = Path(path)
     (policy, pixels), text = cfg.parse_config(path)
@@ -98,7 +99,7 @@ def load(session: Session, path: str | Path) -> None:
     session.catalogue.audit("configure", "loaded", rules=len(pixels.rules), config=cfg.text_fingerprint(text))
 
 def pixel_target(session: Session, original_header: Dataset, matcher) -> tuple[Any, list[str]]:
-    from gantry_node.pixels.suspect import suspect_reasons
+    from gantry_node.engine.pixels.suspect import suspect_reasons
 
     config = session.pixel_config
     rule = matcher.first_match(original_header)
@@ -112,8 +113,8 @@ def execute(session: Session, *, progress: bool = True) -> StepReport:
     matches, and those that may carry burned-in text (these without a rule are held back;
     the OCR gate reads what is left). Metadata is not touched; other instances are left
     as they are."""
-    from gantry_node.pixels.rules import RuleMatcher
-    from gantry_node.pixels.stage import run_pixel_stage
+    from gantry_node.engine.pixels.rules import RuleMatcher
+    from gantry_node.engine.pixels.stage import run_pixel_stage
 
     out_dir = session.store_dir("pixels")
     matcher = RuleMatcher(session.pixel_config.rules)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pydicom
 
-from gantry_node.deid.markers import method_codes
+from gantry_node.engine.deid.markers import method_codes
 from gantry_node.version import __version__
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _category(reason: str) -> str:
 
 def status(session: Session) -> tuple[str, str, dict[int, list], int]:
     """(PASS or REVIEW_REQUIRED, the rule that decided, problems per instance, releasable)."""
-    from gantry_node.pixels.rules import RuleMatcher
+    from gantry_node.engine.pixels.rules import RuleMatcher
 
     matcher = RuleMatcher(session.pixel_config.rules)
     problems: dict[int, list] = {}
@@ -72,7 +72,7 @@ def status(session: Session) -> tuple[str, str, dict[int, list], int]:
 
 
 def write_report(session: Session, path: Path) -> Path:
-    from gantry_node.dicomio import write_atomic
+    from gantry_node.io.durable import write_atomic
 
     verdict, rule, problems, releasable = status(session)
     cat = session.catalogue
@@ -181,9 +181,9 @@ def write_report(session: Session, path: Path) -> Path:
 
 def _previews(session: Session, path: Path, done: list[dict]) -> dict[str, Path]:
     """One PNG per machine rule that redacted something: the redacted image, regions outlined."""
-    from gantry_node.dicomio import write_atomic
-    from gantry_node.pixels.api import render_preview
-    from gantry_node.pixels.codec import PixelDecodeError, decode
+    from gantry_node.engine.pixels.codec import PixelDecodeError, decode
+    from gantry_node.io.durable import write_atomic
+    from gantry_node.io.pixel_files import render_preview
 
     rules = {r.id: r for r in session.pixel_config.rules}
     out: dict[str, Path] = {}

@@ -26,7 +26,7 @@ Where things are kept (beside the database, all created by the session, mode 060
 Every step commits to the database as it finishes; save() makes it durable (fsync, WAL
 checkpoint). The session never deletes or overwrites a file it did not create.
 
-The stages are the node's (gantry_node.pipeline): the same inputs, secret and policy give
+The stages are the node's (gantry_node.engine.pipeline): the same inputs, secret and policy give
 byte-identical outputs to `gantry-node deid` and the node's worker.
 """
 
@@ -46,9 +46,11 @@ from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
 
-from gantry_node.deid import Keys, Policy, SecretError, new_secret, policy_from_mapping
-from gantry_node.dicomio import read_instance
-from gantry_node.library_warnings import Problem, silenced
+from gantry_node.engine.deid import Keys, Policy, SecretError, new_secret, policy_from_mapping
+from gantry_node.engine.library_warnings import Problem, silenced
+from gantry_node.engine.pipeline import Engine
+from gantry_node.io.part10 import read_instance
+from gantry_node.io.settings import load_keys, load_policy
 from gantry_node.offline import config as cfg
 from gantry_node.offline import pixels_step, steps, verification
 from gantry_node.offline.catalogue import Catalogue, is_sqlite_file
@@ -57,8 +59,6 @@ from gantry_node.offline.common import SessionError, StepReport, progress_bar
 from gantry_node.offline.findings import Findings, PhiFinding
 from gantry_node.offline.importer import catalogue_files, iter_files
 from gantry_node.offline.logs import configure_from_env, log
-from gantry_node.pipeline import Engine
-from gantry_node.settings_files import load_keys, load_policy
 
 SECRET_ENV = "GANTRY_SECRET_FILE"
 IMPORT_BATCH = 10_000  # files catalogued and inserted at a time
@@ -177,7 +177,7 @@ class Session:
             _, self.pixel_config = cfg.parse_config_text(stored["text"], Path(stored["path"]))
             self.pixel_config_text, self.config_path = stored["text"], Path(stored["path"])
         else:
-            from gantry_node.pixels.config import parse_pixels_section
+            from gantry_node.engine.pixels.config import parse_pixels_section
 
             self.pixel_config = parse_pixels_section(None)  # fail closed from the start: shipped rules
 
@@ -188,7 +188,7 @@ class Session:
     @property
     def engine(self) -> Engine:
         """The node's pipeline engine for this session's policy, secret and sealing."""
-        from gantry_node.pixels.stage import make_pixel_stage
+        from gantry_node.engine.pixels.stage import make_pixel_stage
 
         return Engine(self.policy, self.keys, sealer=self.sealer, pixel_stage=make_pixel_stage(self.pixel_config))
 
@@ -335,7 +335,7 @@ class Session:
         return self
 
     def _enable_sealing(self, paths: list[str], algorithm: str) -> None:
-        from gantry_node.seal import parse_sealing_section
+        from gantry_node.engine.seal import parse_sealing_section
 
         sealing = parse_sealing_section(list(paths), {"algorithm": algorithm}, "enable_reversible_anonymization")
         self.sealing, self.sealer = sealing, sealing.sealer()
@@ -370,7 +370,7 @@ class Session:
                                  cert_path: str | Path | None = None) -> Dataset:
         """The re-identified copy of a sealed instance: original values back. Needs the honest
         broker's private key."""
-        from gantry_node.seal import load_certificate, load_private_key, recover
+        from gantry_node.engine.seal import load_certificate, load_private_key, recover
 
         ds = path_or_dataset if isinstance(path_or_dataset, Dataset) else read_instance(path_or_dataset)
         cert = load_certificate(cert_path) if cert_path is not None else None

@@ -15,13 +15,14 @@ from typing import Any
 
 import pydicom
 
-from gantry_node.deid import scan
-from gantry_node.deid.encoding import encode_dataset
-from gantry_node.deid.scan import Finding
-from gantry_node.dicomio import BadInput, read_instance, write_atomic
+from gantry_node.engine.deid import scan
+from gantry_node.engine.deid.scan import Finding
+from gantry_node.engine.encoding import encode_dataset
+from gantry_node.engine.pipeline import Quarantine, Work, stage_deidentify, stage_seal
+from gantry_node.io.durable import write_atomic
+from gantry_node.io.part10 import BadInput, read_instance
 from gantry_node.offline.findings import PhiFinding
 from gantry_node.offline.importer import PARALLEL_THRESHOLD, header_row, parallel_map
-from gantry_node.pipeline import Quarantine, Work, stage_deidentify, stage_seal
 
 CONTEXT: dict[str, Any] = {}
 

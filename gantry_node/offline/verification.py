@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydicom
 
-from gantry_node.deid import Identity, verify
+from gantry_node.engine.deid import Identity, verify
 from gantry_node.offline import config as cfg
 from gantry_node.offline import pixels_step
 from gantry_node.offline.common import progress_bar, read_header
@@ -37,7 +37,7 @@ def check_instance(session: Session, row: dict[str, Any], matcher=None) -> list[
         return held("de-identified under another policy (run apply_remediation again)")
     if row["rows"] is not None:
         if row["pixel_state"] is None or row["pixel_config_fp"] != session.pixel_config_fp:
-            from gantry_node.pixels.rules import RuleMatcher
+            from gantry_node.engine.pixels.rules import RuleMatcher
 
             rule, suspect = pixels_step.pixel_target(session, read_header(row["source"]),
                                                matcher or RuleMatcher(session.pixel_config.rules))
@@ -56,7 +56,7 @@ def check_instance(session: Session, row: dict[str, Any], matcher=None) -> list[
 def audit(session: Session, *, progress: bool = True) -> Findings:
     """Residual findings on the MODIFIED cohort (falsy when clean): the verify stage on each
     stored output, and every instance held back or not yet through every step, with why."""
-    from gantry_node.pixels.rules import RuleMatcher
+    from gantry_node.engine.pixels.rules import RuleMatcher
 
     matcher = RuleMatcher(session.pixel_config.rules)
     rows = session.ok_rows()
@@ -84,7 +84,7 @@ def validate(session: Session):
     import pandas as pd
     from pydicom.datadict import tag_for_keyword
 
-    from gantry_node.deid.profile import iod_types
+    from gantry_node.engine.deid.profile import iod_types
 
     sop_classes, iods = iod_types()
     problems = []

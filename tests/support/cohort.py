@@ -1,4 +1,4 @@
-"""A small synthetic cohort with planted PHI for the Session tests (gantry_node.synthetic).
+"""A small synthetic cohort with planted PHI for the Session tests (gantry_node.testing).
 
 Two patients: DOE^JANE^Q (CT series of thin and thick slices, an ultrasound from a device
 that gets a machine rule, with her name and MRN burned into the pixels) and ROE^RICHARD
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.pixels import set_pixel_data
 
-from gantry_node.synthetic import Study
+from gantry_node.testing import Study
 from tests.support.pixels import draw_text
 
 PLANTED = ["DOE^JANE^Q", "MRN12345", "19700214", "ACC998877", "ROE^RICHARD", "MRN67890", "19551103", "ACC445566",

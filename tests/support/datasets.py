@@ -1,5 +1,5 @@
 """Tiny hand-made datasets for unit tests of single rules (whole valid studies come from
-gantry_node.synthetic)."""
+gantry_node.testing)."""
 
 from __future__ import annotations
 

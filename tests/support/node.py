@@ -290,7 +290,7 @@ def acknowledged(storescu_output: str) -> set[str]:
 
 def expected_clean_uids(secret_file: Path, original_uids) -> set[str]:
     """The pseudonymous SOP Instance UIDs the node must produce (deterministic from the secret)."""
-    from gantry_node.settings_files import load_keys
+    from gantry_node.io.settings import load_keys
 
     keys = load_keys(secret_file)
     return {keys.uid(u) for u in original_uids}

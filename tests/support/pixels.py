@@ -18,8 +18,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import set_pixel_data
 
-from gantry_node.pixels.codec import decode
-from gantry_node.pixels.ocr import luminance, read_words
+from gantry_node.engine.pixels.codec import decode
+from gantry_node.engine.pixels.ocr import luminance, read_words
 
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
