@@ -19,9 +19,9 @@ from typing import IO, Any
 
 import structlog
 
-EVENTS = (
-    "node_started", "node_stopped", "association_accepted", "association_rejected", "received", "duplicate",
-    "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
+EVENTS = (  # every event the node writes; tests/test_audit_events.py holds the code and README to it
+    "node_started", "node_stopped", "association_accepted", "association_rejected", "association_aborted",
+    "received", "duplicate", "store_refused", "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
     "delivery_retry", "forward_failed", "purged", "released", "recovered", "component_failed",
     "self_check",
 )
