@@ -15,7 +15,10 @@
    result stored, sent with C-STORE and both copies deleted; gantry-node's ratio to it.
 
 --senders K sends with K storescu processes at once (K associations, as a PACS routing rule
-with several associations does), for the baseline and the node alike.
+with several associations does), for the baseline and the node alike. --receivers N and
+--associations N set node.receivers and destinations[].associations of the node; with
+--associations above 1 the node's storescp runs with --fork (one process per association, its
+CPU added up), as it could not take them at once otherwise.
 
 All peers run with TCP_NODELAY=1 in their environment. storescu reads every file before it
 connects; that time is measured separately (against a closed port) and subtracted.
@@ -115,6 +118,8 @@ def count_files(folder: Path) -> int:
 
 
 SENDERS = 1  # storescu processes (associations) sending at once; --senders
+RECEIVERS = 1  # node.receivers; --receivers
+ASSOCIATIONS = 1  # destinations[].associations; --associations
 
 
 def storescu(port: int, corpus: Path, called: str) -> float:
@@ -137,10 +142,11 @@ CLOSED_PORT = free_port()
 
 
 class Storescp:
-    def __init__(self, folder: Path, port: int):
+    def __init__(self, folder: Path, port: int, fork: bool = False):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.port = folder, port
-        self.proc = subprocess.Popen(["storescp", "-aet", "RESEARCH", "-od", str(folder), "+xa", str(port)],
+        self.proc = subprocess.Popen(["storescp", "-aet", "RESEARCH", "-od", str(folder), "+xa",
+                                      *(["--fork"] if fork else []), str(port)],
                                      env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(port)
 
@@ -168,12 +174,13 @@ class RssSampler(threading.Thread):
         self.peak_by_role: dict[str, int] = {}
         self.cpu: dict[int, tuple[str, int]] = {}  # pid -> (role, utime + stime in clock ticks)
 
-    def tree(self) -> list[int]:
-        pids, todo = [self.pid], [self.pid]
+    def tree(self, root: int | None = None) -> list[int]:
+        root = self.pid if root is None else root
+        pids, todo = [root], [root]
         while todo:
             p = todo.pop()
-            try:
-                kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            try:  # children of every thread (the node starts sender processes from threads)
+                kids = [k for t in Path(f"/proc/{p}/task").iterdir() for k in (t / "children").read_text().split()]
             except OSError:
                 kids = []
             pids += map(int, kids)
@@ -197,7 +204,7 @@ class RssSampler(threading.Thread):
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             return "other"
-        return "receiver" if comm == "gantry-receiver" else "worker/helper"
+        return {"gantry-receiver": "receiver", "gantry-sender": "sender"}.get(comm, "worker/helper")
 
     @staticmethod
     def ticks(pid: int) -> int | None:
@@ -208,10 +215,11 @@ class RssSampler(threading.Thread):
         return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
     def sample_cpu(self) -> None:
-        for pid in [*self.tree(), *self.peers]:
+        peer_pids = {p for peer in self.peers for p in self.tree(peer)}
+        for pid in [*self.tree(), *(p for peer in self.peers for p in self.tree(peer))]:
             ticks = self.ticks(pid)
             if ticks is not None:
-                self.cpu[pid] = ("storescp" if pid in self.peers else self.role(pid), ticks)
+                self.cpu[pid] = ("storescp" if pid in peer_pids else self.role(pid), ticks)
 
     def cpu_ms(self, n: int) -> dict[str, float]:
         """CPU milliseconds per instance by role (workers added up)."""
@@ -244,12 +252,15 @@ def start_node(work: Path, port: int, dest_port: int, workers: int, nodelay: boo
         shutil.rmtree(data)
     data.mkdir(mode=0o700)
     (data / "secret").write_bytes(b"benchmark-secret-0123456789abcdef")
+    (data / "secret").chmod(0o600)  # serve refuses a secret others may read
     config = work / "node.yaml"
     config.write_text(yaml.safe_dump({
-        "node": {"bind": "127.0.0.1", "port": port, "ae_title": "GANTRY", "tcp_nodelay": nodelay},
+        "node": {"bind": "127.0.0.1", "port": port, "ae_title": "GANTRY", "tcp_nodelay": nodelay,
+                 "receivers": RECEIVERS},
         "data_dir": str(data), "secret_file": str(data / "secret"), "workers": {"processes": workers},
         "destinations": [{"name": "research", "ae_title": "RESEARCH", "host": "127.0.0.1", "port": dest_port,
-                          "backoff_initial": 0.5, "backoff_max": 2, "max_attempts": 100000}],
+                          "backoff_initial": 0.5, "backoff_max": 2, "max_attempts": 100000,
+                          "associations": ASSOCIATIONS}],
         "logging": {"stdout": False},
     }))
     proc = subprocess.Popen([sys.executable, "-m", "gantry_node", "serve", "--config", str(config)], env=env(),
@@ -271,10 +282,20 @@ def run_node(work: Path, corpus: Path, n: int, check: float, workers: int, nodel
     out = work / f"node-out-{int(nodelay)}"
     if out.exists():
         shutil.rmtree(out)
-    dest = Storescp(out, free_port())
+    dest = Storescp(out, free_port(), fork=ASSOCIATIONS > 1)
     port = free_port()
     node = start_node(work, port, dest.port, workers, nodelay)
     sampler = RssSampler(node.pid, (dest.proc.pid,))
+    # the port answers once the first receiver listens: let the others (and the senders) start
+    # before the start-up CPU is taken, or theirs would count against the instances
+    want = {"receiver": RECEIVERS, "sender": ASSOCIATIONS if ASSOCIATIONS > 1 else 0}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        roles = [sampler.role(p) for p in sampler.tree()]
+        if all(roles.count(role) >= k for role, k in want.items()):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
     sampler.sample_cpu()
     start_cpu = dict(sampler.cpu)  # what start-up cost, taken off below
     sampler.start()
@@ -300,7 +321,7 @@ BUDGET_MS = {"receiver": 4.0, "worker/helper": 4.0, "main": 5.0}
 
 def cpu_table(cpu: dict[str, float]) -> str:
     lines = ["CPU per instance by process role (ms; budget in brackets):"]
-    for role in ("receiver", "worker/helper", "main", "storescp"):
+    for role in ("receiver", "worker/helper", "main", "sender", "storescp"):
         if role in cpu:
             budget = BUDGET_MS.get(role)
             mark = "" if budget is None else f" [{budget:.0f}] {'within' if cpu[role] <= budget else 'OVER'}"
@@ -398,18 +419,22 @@ def main() -> int:
     ap.add_argument("--waiting", type=int, default=0, help="also measure RSS with this many instances waiting")
     ap.add_argument("--senders", type=int, default=1,
                     help="storescu processes sending at once, one association each (1), for baseline and node")
+    ap.add_argument("--receivers", type=int, default=1, help="node.receivers (1)")
+    ap.add_argument("--associations", type=int, default=1, help="destinations[].associations (1)")
     ap.add_argument("--peers", action="store_true", help="also run Orthanc as an anonymizing Lua router")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
-    global SENDERS
+    global SENDERS, RECEIVERS, ASSOCIATIONS
     SENDERS = max(1, args.senders)
+    RECEIVERS, ASSOCIATIONS = max(1, args.receivers), max(1, args.associations)
     work = Path(tempfile.mkdtemp(prefix="gantry-bench-"))
     try:
         corpus = work / "corpus"
         t = time.perf_counter()
         make_corpus(corpus, args.n, args.size)
         print(f"corpus: {args.n} CT instances {args.size}x{args.size} ({time.perf_counter() - t:.1f} s to build), "
-              f"sent by {SENDERS} storescu association(s) at once")
+              f"sent by {SENDERS} storescu association(s) at once; node.receivers {RECEIVERS}, "
+              f"destinations[].associations {ASSOCIATIONS}")
         check = storescu(CLOSED_PORT, corpus, "X")
         print(f"storescu file check before connecting: {check:.2f} s (subtracted below)")
 

@@ -6,8 +6,9 @@ row refers to (never acknowledged) and outbox files no undelivered delivery refe
 removed, and forwarding resumes where it stopped.
 
 Every long-running part runs under one Supervisor (gantry_node.node.supervise): the dispatcher's
-claim loop and recorder, one forwarder per destination, the cleanup loop, and a watcher of
-the receiver process. `healthy()` is False once any of them has failed for good; `serve` then
+claim loop and recorder, one forwarder per destination (or, with `associations` above 1, one
+watcher per sender process: gantry_node.node.senders), the cleanup loop, and a watcher of each
+receiver process (`node.receivers`). `healthy()` is False once any of them has failed for good; `serve` then
 stops and exits non-zero. The clean-stop marker is written only when every component stopped
 in order, after a sync: its presence is what lets the next start trust the outbox files.
 """
@@ -26,7 +27,8 @@ from gantry_node.io.durable import fsync_dir
 from gantry_node.node.audit_log import Audit
 from gantry_node.node.config import Config, ConfigError, build_engines
 from gantry_node.node.forwarder import Forwarder
-from gantry_node.node.receiver import Receiver
+from gantry_node.node.receiver import Receiver, gate_dir, probe_port
+from gantry_node.node.senders import SenderProcess
 from gantry_node.node.store import Store
 from gantry_node.node.store.inbox import Inbox
 from gantry_node.node.supervise import STATUS_FILE, ComponentExited, StatusFile, Supervisor
@@ -77,8 +79,9 @@ class Node:
         self.inbox = Inbox(config.inbox.resolve())
         config.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dispatcher: Dispatcher | None = None
-        self.forwarders: list[Forwarder] = []
-        self.receiver: Receiver | None = None
+        self.forwarders: list[Forwarder | SenderProcess] = []
+        self.receivers: list[Receiver] = []
+        self._receivers_lock = threading.Lock()  # a restart does not race a stop
         self.forwarded: queue.Queue[list[int]] = queue.Queue()  # instance ids, for the cleanup thread
         self._cleaning: list[int] = []  # ids taken off `forwarded`, kept across a cleanup restart
         self.supervisor = Supervisor(self.audit, self.stop_event, StatusFile(config.data_dir / STATUS_FILE))
@@ -100,8 +103,14 @@ class Node:
             self.audit.event("recovered", count=redo, state="received",
                              reason=f"{swept} unreferenced inbox files, {stale} stale outbox files")
         self.dispatcher = Dispatcher(cfg, self.store, self.audit, self.stop_event, on_clean=self._wake_forwarders)
-        self.forwarders = [Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
-                                     self._forwarded, cfg.node.tcp_nodelay) for d in cfg.effective_destinations()]
+        self.forwarders = []
+        for d in cfg.effective_destinations():
+            if d.associations == 1:  # a thread here, as before
+                self.forwarders.append(Forwarder(d, self.store, self.audit, cfg.node.ae_title, self.stop_event,
+                                                 self._forwarded, cfg.node.tcp_nodelay))
+            else:  # one process per association, each with its share of the deliveries
+                self.forwarders += [SenderProcess(cfg, d, k, self.stop_event, self._forwarded)
+                                    for k in range(d.associations)]
         self.dispatcher.warm_up()
         sup = self.supervisor
         sup.add("dispatcher", self.dispatcher.run)
@@ -109,10 +118,28 @@ class Node:
         for f in self.forwarders:
             sup.add(f.name, f.run)
         sup.add("cleanup", self._cleanup_loop)
-        self.receiver = Receiver(cfg)
-        self.receiver.start()
-        # a dead receiver is not restarted here: the node exits and systemd starts it again
-        sup.add("receiver", self._watch_receiver, restart=False, stopping=self.receiver_stopping)
+        n = cfg.node.receivers
+        if n > 1:
+            probe_port(cfg)
+            gate = gate_dir(cfg)
+            gate.mkdir(mode=0o700, exist_ok=True)
+            for stale in gate.iterdir():  # lock files: no receiver runs yet, none holds a lock
+                stale.unlink(missing_ok=True)
+        for _ in range(n):
+            receiver = Receiver(cfg)
+            try:
+                receiver.start()
+            except BaseException:
+                for started in self.receivers:
+                    started.stop()
+                raise
+            self.receivers.append(receiver)
+        # one receiver that dies is not restarted here: the node exits and systemd starts it
+        # again. Of several, a dead one is restarted (the others go on taking associations);
+        # one that keeps dying fails the node as any component does.
+        for i in range(n):
+            sup.add("receiver" if n == 1 else f"receiver-{i + 1}", lambda i=i: self._watch_receiver(i),
+                    restart=n > 1, stopping=self.receiver_stopping)
         self.audit.event("node_started", ae_title=cfg.node.ae_title, bind=cfg.node.bind, port=cfg.node.port,
                          secret_created=self.secret_created)
 
@@ -120,20 +147,28 @@ class Node:
         """False once any component has failed for good or the receiver process has died (the
         node then exits, and its supervisor restarts it). A component in its restart backoff
         is not dead: that is the retry."""
-        receiver_ok = self.receiver is None or self.receiver_stopping.is_set() or self.receiver.alive()
+        # several receivers: a dead one is the supervisor's to restart, and its to report
+        receiver_ok = len(self.receivers) != 1 or self.receiver_stopping.is_set() or self.receivers[0].alive()
         return receiver_ok and self.supervisor.healthy()
+
+    def receivers_alive(self) -> bool:
+        return bool(self.receivers) and all(r.alive() for r in self.receivers)
 
     def failed_components(self) -> list[str]:
         failed = self.supervisor.failed()
-        if self.receiver is not None and not self.receiver_stopping.is_set() and not self.receiver.alive() \
+        if len(self.receivers) == 1 and not self.receiver_stopping.is_set() and not self.receivers[0].alive() \
                 and "receiver" not in failed:
             failed.append("receiver")
         return failed
 
-    def _watch_receiver(self) -> None:
-        assert self.receiver is not None
+    def _watch_receiver(self, i: int) -> None:
+        with self._receivers_lock:
+            if not self.receivers[i].alive() and not self.receiver_stopping.is_set():
+                self.receivers[i] = Receiver(self.config)  # a restart (several receivers only)
+                self.receivers[i].start()
+            receiver = self.receivers[i]
         while not self.receiver_stopping.wait(0.5):
-            if not self.receiver.alive():
+            if not receiver.alive():
                 raise ComponentExited("the receiver process exited")
 
     def _wake_forwarders(self) -> None:
@@ -193,11 +228,14 @@ class Node:
         sup = self.supervisor
         self.receiver_stopping.set()
         in_order = True
-        if self.receiver is not None:
-            self.receiver.stop()
-            in_order = self.receiver.process.exitcode == 0
+        with self._receivers_lock:
+            for receiver in self.receivers:
+                receiver.stop()
+                in_order &= receiver.process.exitcode == 0
         self.stop_event.set()
-        in_order &= sup.join(["receiver", "dispatcher", *(f.name for f in self.forwarders)])
+        receivers = ["receiver"] if len(self.receivers) == 1 else [f"receiver-{i + 1}" for i in
+                                                                    range(len(self.receivers))]
+        in_order &= sup.join([*receivers, "dispatcher", *(f.name for f in self.forwarders)])
         self.forwarders_stopped.set()
         if self.dispatcher is not None:
             self.dispatcher.shutdown()

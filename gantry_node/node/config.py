@@ -31,7 +31,7 @@ SCHEMA_KEYS = (
     "node", "node.ae_title", "node.bind", "node.port", "node.max_pdu", "node.max_associations",
     "node.allowed_calling_aets", "node.allowed_addresses", "node.network_timeout", "node.tcp_nodelay",
     "node.artim_timeout", "node.max_connections_per_address", "node.max_associations_per_calling_ae",
-    "node.max_instance_size",
+    "node.max_instance_size", "node.receivers",
     "node.tls", "node.tls.certificate", "node.tls.key", "node.tls.ca_bundle",
     "node.tls.require_client_certificate", "node.tls.min_version", "node.tls.port",
     # observability (issue 14): the Prometheus page
@@ -39,7 +39,7 @@ SCHEMA_KEYS = (
     "destinations", "destinations[].name", "destinations[].type", "destinations[].ae_title",
     "destinations[].host", "destinations[].port", "destinations[].path", "destinations[].policy",
     "destinations[].max_attempts", "destinations[].backoff_initial", "destinations[].backoff_max",
-    "destinations[].timeout", "destinations[].max_pdu", "destinations[].decompress",
+    "destinations[].timeout", "destinations[].max_pdu", "destinations[].decompress", "destinations[].associations",
     "destinations[].tls", "destinations[].tls.ca_bundle", "destinations[].tls.certificate",
     "destinations[].tls.key", "destinations[].tls.min_version", "destinations[].tls.verify_hostname",
     "policy", "secret_file", "certificates", "reversible", "reversible.algorithm", "pixels",
@@ -97,6 +97,7 @@ class NodeSettings:
     max_connections_per_address: int | None = None  # None: no limit per source address
     max_associations_per_calling_ae: int | None = None  # None: no limit per calling AE title
     max_instance_size: int = 4 * 1024**3  # bytes of one received data set; larger ones are refused (0xA700)
+    receivers: int = 1  # C-STORE SCP processes on node.port (SO_REUSEPORT), each its own pynetdicom AE
     tls: ServerTls | None = None
     # observability (issue 14): Prometheus metrics over HTTP, off unless a port is given
     metrics_port: int | None = None
@@ -119,6 +120,7 @@ class Destination:
     max_pdu: int = 262144
     decompress: str = "lossless"  # when the destination refuses a compressed syntax: DECOMPRESS
     tls: ClientTls | None = None  # None: plain TCP
+    associations: int = 1  # parallel associations (above 1: each in a sender process of its own)
 
 
 @dataclass(frozen=True)
@@ -429,6 +431,7 @@ def _node(doc: Any, path_of) -> NodeSettings:
         max_connections_per_address=_optional_int(doc, "max_connections_per_address", 1, 10000, "node"),
         max_associations_per_calling_ae=_optional_int(doc, "max_associations_per_calling_ae", 1, 1000, "node"),
         max_instance_size=_size(doc, "max_instance_size", d.max_instance_size, "node"),
+        receivers=_int(doc, "receivers", d.receivers, 1, 64, "node"),
         tls=tls,
         **_metrics_settings(doc, d),
     )
@@ -485,6 +488,7 @@ def _destinations(doc: Any, path_of) -> tuple[Destination, ...]:
             max_pdu=_int(item, "max_pdu", d.max_pdu, 0, 2**32 - 1, where),
             decompress=item.get("decompress", d.decompress),
             tls=_client_tls(item, where, path_of),
+            associations=_int(item, "associations", d.associations, 1, 64, where),
         )
         if common["decompress"] not in DECOMPRESS:
             raise ConfigError(f"{where}.decompress: expected one of {', '.join(DECOMPRESS)}, "

@@ -38,8 +38,10 @@ class Forwarder:
     """One destination's sender; `run()` is the supervised component."""
 
     def __init__(self, dest: Destination, store: Store, audit: Audit, calling_ae: str, stop: threading.Event,
-                 on_forwarded: Callable[[list[int]], None], tcp_nodelay: bool = True, batch: int = 32):
+                 on_forwarded: Callable[[list[int]], None], tcp_nodelay: bool = True, batch: int = 32,
+                 shard: tuple[int, int] | None = None):
         self.name = f"forward-{dest.name}"
+        self.shard = shard  # (k, n): this sender's share of the destination's deliveries (senders.py)
         self.dest, self.store, self.audit, self.stop_event = dest, store, audit, stop
         self.on_forwarded = on_forwarded
         self.batch = batch
@@ -55,7 +57,7 @@ class Forwarder:
                 if time.monotonic() < self.paused_until:
                     self.stop_event.wait(min(0.5, self.paused_until - time.monotonic()))
                     continue
-                due = self.store.due_deliveries(self.dest.name, self.batch)
+                due = self.store.due_deliveries(self.dest.name, self.batch, self.shard)
                 if not due:
                     if self.peer is not None and time.monotonic() - last_work > IDLE_RELEASE_SECONDS:
                         self.peer.close()

@@ -203,7 +203,7 @@ def start_metrics(node) -> MetricsServer | None:
         return None
 
     def components() -> dict[str, bool]:
-        out = {"receiver": node.receiver is not None and node.receiver.alive()}
+        out = {"receiver": node.receivers_alive()}
         out.update({c.name: c.state == "running" for c in node.supervisor.states()})
         return out
 

@@ -14,6 +14,11 @@ lock is shared: a process killed while holding one would hang the other. The rec
 SIGTERM and SIGINT, so the main process stops it in order (associations in progress finish);
 if the main process dies the kernel kills it (PR_SET_PDEATHSIG), so a killed node never
 leaves a receiver holding the port.
+
+`node.receivers: N` runs N such processes, each with its own pynetdicom AE and GIL, all bound
+to node.port with SO_REUSEPORT (the kernel spreads new connections across them). The
+accept-time gate stays one per node: the receivers count associations together in lock files
+(`SharedSlots`, network/gate.py), whose locks the kernel drops when a receiver dies.
 """
 
 from __future__ import annotations
@@ -26,10 +31,34 @@ import time
 from multiprocessing.connection import Connection
 
 from gantry_node.node.config import Config
-from gantry_node.node.orphans import exit_when_orphaned
+from gantry_node.node.orphans import die_with_parent
 
 START_TIMEOUT = 60.0
 DRAIN_SECONDS = 20.0  # on stop, how long associations in progress may go on (systemd waits 60 s)
+
+
+def gate_dir(config: Config):
+    """Where the receivers of one node count their associations together (network/gate.py)."""
+    return config.data_dir / "gate"
+
+
+def probe_port(config: Config) -> None:
+    """With node.receivers above 1 every receiver binds with SO_REUSEPORT, which another
+    process of the same user that does so too could share silently: bind each listening port
+    once without it first, so a port in use is the same clear error as with one receiver."""
+    import socket
+
+    from gantry_node.node.network.scp import listeners
+
+    for port, _tls in listeners(config.node):
+        family = socket.AF_INET6 if ":" in config.node.bind else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT left by a restart
+            try:
+                probe.bind((config.node.bind, port))
+                probe.listen(1)
+            except OSError as exc:
+                raise ReceiverError(exc.errno or 0, exc.strerror or type(exc).__name__) from None
 
 
 class ReceiverError(OSError):
@@ -76,9 +105,10 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     """In the receiver process."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid, PROCESS_NAME)
     from gantry_node.io.settings import load_keys
     from gantry_node.node.audit_log import Audit, quiet_library_warnings
+    from gantry_node.node.network.gate import SharedSlots
     from gantry_node.node.network.scp import start_scp
     from gantry_node.node.store import Store
     from gantry_node.node.store.inbox import Inbox
@@ -88,7 +118,9 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
     audit = Audit(store, config.audit_file, config.logging.stdout)
     try:
         try:
-            scp = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit)
+            several = config.node.receivers > 1
+            scp = start_scp(config.node, Inbox(config.inbox.resolve()), store, audit, reuse_port=several,
+                            shared=SharedSlots(gate_dir(config)) if several else None)
         except OSError as exc:
             pipe.send(("error", exc.errno or 0, exc.strerror or type(exc).__name__))
             return
@@ -106,20 +138,3 @@ def _run(config: Config, pipe: Connection, parent_pid: int) -> None:
 
 
 PROCESS_NAME = b"gantry-receiver"  # what ps and /proc/PID/comm show (15 bytes at most)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when the node's main process dies (Linux), and
-    name it so operators can tell it from the workers."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        armed = libc.prctl(1, signal.SIGKILL) == 0  # PR_SET_PDEATHSIG
-        libc.prctl(15, PROCESS_NAME)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        armed = False
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(0)
-    if not armed:  # not Linux: look every second instead
-        exit_when_orphaned(parent_pid)

@@ -18,6 +18,16 @@ PDU with a blocking recv that a byte-a-second sender keeps alive forever. Ten ba
 - each rejection and each abort is audited (`association_rejected`, `association_aborted`)
   with the reason, the peer address and the calling AE title (no value from a data set).
 
+With `node.receivers` above 1 each receiver process has its own Gate, and the limits must
+still hold for the node: the Gates then also take each slot from `SharedSlots`, byte-range
+locks (open file description locks, F_OFD_SETLK) on small files in the data directory, one
+byte per slot. A process that dies, even by SIGKILL, drops its locks with its files: a
+shared counter no crash can leave stuck, where a counter in shared memory would keep a dead
+receiver's slots (and a lock in shared memory could be held by a dead process forever).
+Dividing the limits across receivers was the alternative: no shared state, but the kernel
+spreads connections by a hash of their addresses, so one receiver could refuse an
+association while the node as a whole is below its limit.
+
 TLS is wrapped here too, in the connection's own thread: pynetdicom wraps accepted sockets
 in the thread that accepts, so one client that never finishes its handshake would stop the
 listener for every other.
@@ -25,7 +35,10 @@ listener for every other.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import ipaddress
+import os
 import socket
 import socketserver
 import ssl
@@ -33,6 +46,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import evt
@@ -69,6 +83,40 @@ def address_allowed(address: str, allowed: tuple[str, ...]) -> bool:
     return any(ip in ipaddress.ip_network(a, strict=False) for a in allowed)
 
 
+class SharedSlots:
+    """Slots shared by the node's receiver processes: `take(key, limit)` holds one of `limit`
+    slots of `key` (a lock on one byte of the file `key`) until `release`. The lock belongs to
+    the file descriptor (OFD lock), so two associations in one process count as two."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def take(self, key: str, limit: int) -> int | None:
+        """A descriptor holding one slot, or None when all `limit` are taken."""
+        fd = os.open(self.directory / key, os.O_RDWR | os.O_CREAT, 0o600)
+        for slot in range(limit):
+            lock = struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, slot, 1, 0)  # struct flock
+            try:
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+        os.close(fd)
+        return None
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # and with it the lock
+
+    @staticmethod
+    def key(kind: str, name: str) -> str:
+        """A file name for a calling AE title or an address (hex: any character is safe)."""
+        return f"{kind}-{name.encode().hex()}"
+
+
 @dataclass(eq=False)
 class Connection:
     peer: str
@@ -79,6 +127,7 @@ class Connection:
     associated: bool = False  # holds an association slot
     rejected: bool = False  # already audited as rejected
     peer_abort: str | None = None  # what the ACSE received: an A-ABORT or an A-P-ABORT
+    slots: list[int] = field(default_factory=list)  # SharedSlots descriptors this connection holds
 
 
 @dataclass
@@ -87,6 +136,7 @@ class Gate:
 
     settings: NodeSettings
     audit: Audit
+    shared: SharedSlots | None = None  # the node's other receivers count here too
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _open: list[Connection] = field(default_factory=list)
 
@@ -103,8 +153,10 @@ class Gate:
                 reason = "too many connections from this address (node.max_connections_per_address)"
             else:
                 conn = Connection(peer=peer, opened=time.monotonic(), tls=tls)
-                self._open.append(conn)
-                return conn
+                if self._share(conn, "address", peer, s.max_connections_per_address):
+                    self._open.append(conn)
+                    return conn
+                reason = "too many connections from this address (node.max_connections_per_address)"
         self.audit.event("association_rejected", level="warning", peer=peer, calling_ae="", reason=reason)
         return None
 
@@ -121,6 +173,11 @@ class Gate:
                 refusal = "too many associations (node.max_associations)", REJECT_LOCAL_LIMIT
             elif (s.max_associations_per_calling_ae is not None
                   and sum(c.calling_ae == calling_ae for c in associated) >= s.max_associations_per_calling_ae):
+                refusal = ("too many associations from this calling AE title "
+                           "(node.max_associations_per_calling_ae)"), REJECT_LOCAL_LIMIT
+            elif not self._share(conn, "associations", "", s.max_associations):
+                refusal = "too many associations (node.max_associations)", REJECT_LOCAL_LIMIT
+            elif not self._share(conn, "ae", calling_ae, s.max_associations_per_calling_ae):
                 refusal = ("too many associations from this calling AE title "
                            "(node.max_associations_per_calling_ae)"), REJECT_LOCAL_LIMIT
             else:
@@ -155,10 +212,24 @@ class Gate:
         self.audit.event("association_aborted", level=level, peer=conn.peer, calling_ae=conn.calling_ae,
                          reason=reason)
 
+    def _share(self, conn: Connection, kind: str, name: str, limit: int | None) -> bool:
+        """Take the node-wide slot too (with SharedSlots); False when the node has none left.
+        A connection refused here gives back the slots it took so far (at close)."""
+        if self.shared is None or limit is None:
+            return True
+        fd = self.shared.take(kind if kind == "associations" else SharedSlots.key(kind, name), limit)
+        if fd is None:
+            return False
+        conn.slots.append(fd)
+        return True
+
     def closed(self, conn: Connection) -> None:
         with self._lock:
             if conn in self._open:
                 self._open.remove(conn)
+            slots, conn.slots = conn.slots, []
+        for fd in slots:
+            SharedSlots.release(fd)
 
     def associations(self) -> int:
         with self._lock:
@@ -254,12 +325,18 @@ class GatedServer(ThreadedAssociationServer):
     daemon_threads = True
 
     def __init__(self, ae, address, ae_title, contexts, ssl_context=None, evt_handlers=None,
-                 request_handler=None, *, gate: Gate, tls: ssl.SSLContext | None = None):
+                 request_handler=None, *, gate: Gate, tls: ssl.SSLContext | None = None, reuse_port: bool = False):
         self.gate = gate
         self.tls = tls
+        self.reuse_port = reuse_port  # node.receivers above 1: they all listen on node.port
         if tls is not None:
             tls.sslsocket_class = PduSSLSocket
         super().__init__(ae, address, ae_title, contexts, None, evt_handlers, request_handler or GatedHandler)
+
+    def server_bind(self) -> None:
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         raw, address = self.socket.accept()

@@ -43,7 +43,14 @@ from pynetdicom.sop_class import Verification, uid_to_service_class
 from gantry_node.io.file_meta import file_meta
 from gantry_node.node.audit_log import Audit
 from gantry_node.node.config import NodeSettings
-from gantry_node.node.network.gate import NO_LIMIT, Gate, GatedServer, handle_acse_recv, normalize_address
+from gantry_node.node.network.gate import (
+    NO_LIMIT,
+    Gate,
+    GatedServer,
+    SharedSlots,
+    handle_acse_recv,
+    normalize_address,
+)
 from gantry_node.node.network.identity import PREFIX, dataset_sop_instance_uid
 from gantry_node.node.network.tcp import nodelay_handlers
 from gantry_node.node.network.tls import server_context
@@ -391,10 +398,13 @@ def handle_store_audited(event: evt.Event, inbox: Inbox, store: Store, audit: Au
         return OUT_OF_RESOURCES
 
 
-def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit) -> Scp:
-    """Start listening in background threads; returns the listeners (call .shutdown() to stop)."""
+def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit, reuse_port: bool = False,
+              shared: SharedSlots | None = None) -> Scp:
+    """Start listening in background threads; returns the listeners (call .shutdown() to stop).
+    With `reuse_port` other receivers may listen on the same ports; `shared` is where their
+    Gates count together."""
     ae = build_ae(settings)
-    gate = Gate(settings, audit)
+    gate = Gate(settings, audit, shared)
     handlers = [
         (evt.EVT_C_STORE, handle_store_audited, [inbox, store, audit]),
         (evt.EVT_C_ECHO, handle_echo),
@@ -410,7 +420,7 @@ def start_scp(settings: NodeSettings, inbox: Inbox, store: Store, audit: Audit) 
         for port, tls in listeners(settings):
             context = server_context(settings.tls) if tls and settings.tls is not None else None
             server = ae.make_server((settings.bind, port), evt_handlers=handlers, server_class=GatedServer,
-                                    gate=gate, tls=context)
+                                    gate=gate, tls=context, reuse_port=reuse_port)
             servers.append(server)
             threading.Thread(target=server.serve_forever, name=f"gantry-scp-{port}", daemon=True).start()
     except BaseException:

@@ -293,11 +293,15 @@ class Store:
 
     # --- forwarding --------------------------------------------------------------------------
 
-    def due_deliveries(self, destination: str, limit: int) -> list[Delivery]:
+    def due_deliveries(self, destination: str, limit: int, shard: tuple[int, int] | None = None) -> list[Delivery]:
+        """`shard` (k, n): only instances whose id is k modulo n, for the k-th of a destination's
+        n senders. The shares are disjoint, so no two senders ever hold one delivery, and all
+        copies of one instance (a correction after the original) go through one sender, in order."""
+        k, n = shard or (0, 1)
         rows = self._query(
             "SELECT id, instance_id, destination, clean_path, clean_uid, sop_class, transfer_syntax, attempts "
             "FROM deliveries WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?", [destination, self.clock(), limit])
+            "AND instance_id % ? = ? ORDER BY next_attempt_at, id LIMIT ?", [destination, self.clock(), n, k, limit])
         return [Delivery(**r) for r in rows]
 
     def delivered(self, deliveries: list[Delivery]) -> list[int]:
