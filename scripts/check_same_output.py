@@ -135,8 +135,9 @@ def dump(configs: dict[str, str], corpus: dict[str, list[str]], out: Path) -> di
         from gantry_node.node import worker
         from gantry_node.node.config import build_engines, load_config
     except ImportError:  # a tree from before the layout of issue 15 (gantry_node.worker, gantry_node.config)
-        from gantry_node import worker  # type: ignore[no-redef]
         from gantry_node.config import build_engines, load_config  # type: ignore[no-redef]
+
+        from gantry_node import worker  # type: ignore[no-redef]
 
     results: dict[str, dict] = {}
     for name, config_path in configs.items():

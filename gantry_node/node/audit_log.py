@@ -21,9 +21,9 @@ import structlog
 
 EVENTS = (  # every event the node writes; tests/test_audit_events.py holds the code and README to it
     "node_started", "node_stopped", "association_accepted", "association_rejected", "association_aborted",
-    "received", "duplicate", "store_refused", "store_failed", "deidentified", "quarantined", "forwarded", "delivered", "delivery_warning",
-    "delivery_retry", "forward_failed", "purged", "released", "recovered", "component_failed",
-    "self_check",
+    "received", "duplicate", "store_refused", "store_failed", "deidentified", "quarantined", "forwarded",
+    "delivered", "delivery_warning", "delivery_retry", "forward_failed", "purged", "released", "recovered",
+    "component_failed", "self_check",
 )
 FIELDS = frozenset({
     "event", "level", "timestamp", "instance", "sop_uid", "study_uid", "series_uid", "calling_ae", "called_ae",
