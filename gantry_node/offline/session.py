@@ -324,11 +324,12 @@ class Session:
         """Persist the findings (without values) as a numbered analysis; returns its number."""
         if isinstance(findings, ScanFindings):  # database to database, no values read
             findings.analysis = self.catalogue.save_scan(findings.scan)
-            rows = range(len(findings))
+            saved = len(findings)
         else:
             rows = [{k: v for k, v in f.row().items()} for f in findings]
             findings.analysis = self.catalogue.save_findings(rows)
-        self.catalogue.audit("analysis", "saved", analysis=findings.analysis, findings=len(rows))
+            saved = len(rows)
+        self.catalogue.audit("analysis", "saved", analysis=findings.analysis, findings=saved)
         return findings.analysis
 
     def load_analysis(self, analysis: int | None = None) -> Findings:
