@@ -38,10 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 # pynetdicom installs storescu/storescp scripts next to the interpreter: use dcmtk's.
 _PYTHON_BIN = str(Path(sys.executable).parent)
@@ -75,42 +72,15 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 def make_corpus(folder: Path, n: int, size: int, per_series: int = 100) -> None:
-    """n synthetic CT instances (a disc phantom with noise), 100 per series, 5 series per patient."""
+    """n synthetic 12-bit CT instances (gantry_node.testing), 100 per series, one patient per
+    500 instances (the patient's name and ID, no other planted PHI)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from gantry_node.testing import make_ct_corpus
+
     folder.mkdir(parents=True)
-    y, x = np.mgrid[:size, :size]
-    disc = ((x - size / 2) ** 2 + (y - size / 2) ** 2 < (size * 0.4) ** 2)
-    pixels = (np.where(disc, 1040, 24) + np.random.default_rng(0).integers(0, 40, (size, size))).astype(np.uint16)
-    data = pixels.tobytes()
-    study = series = None
-    for i in range(n):
-        if i % per_series == 0:
-            series = generate_uid()
-            if i % (per_series * 5) == 0:
-                study, patient = generate_uid(), i // (per_series * 5)
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, study
-        ds.PatientName = f"Bench^Patient{patient}"
-        ds.PatientID = f"BENCH{patient:06d}"
-        ds.PatientBirthDate = "19700101"
-        ds.InstitutionName = "Benchmark Hospital"
-        ds.StudyDate = ds.ContentDate = "20240101"
-        ds.AccessionNumber = f"A{patient:08d}"
-        ds.Modality = "CT"
-        ds.SeriesNumber, ds.InstanceNumber = 1, i % per_series + 1
-        ds.ImagePositionPatient = [0, 0, float(i % per_series)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = data
-        ds.save_as(folder / f"{i:06d}.dcm", enforce_file_format=True)
+    make_ct_corpus(n, folder, patients=max(1, -(-n // (per_series * 5))), slices_per_series=per_series,
+                   rows=size, columns=size, phi=False, bits=12)
 
 
 def count_files(folder: Path) -> int:

@@ -107,3 +107,32 @@ def test_validate_reports_a_type_2_attribute_the_policy_removed(tmp_path, secret
         problems = s.validate()
     assert set(problems.keyword) == {"StudyDate"} and set(problems.problem) == {"Type 2 attribute removed"}
     assert len(problems) == 9
+
+
+def _validate_one(tmp_path, secret_file, ds):
+    (tmp_path / "raw").mkdir(parents=True)
+    ds.save_as(tmp_path / "raw" / "ct.dcm", enforce_file_format=True)
+    with Session(tmp_path / "gantry.db", secret_file=secret_file) as s:
+        s.import_folder(tmp_path / "raw", progress=False)
+        return s.validate()
+
+
+def test_validate_reports_a_type_2_attribute_of_a_mandatory_module_the_original_lacked(tmp_path, secret_file):
+    from gantry_node.testing import Study
+
+    ds = Study.for_patient(name="DOE^JANE", patient_id="MRN1").series("CT").ct_image(rows=16, columns=16).build()
+    del ds.PatientID  # Patient module (M): Type 2
+    problems = _validate_one(tmp_path, secret_file, ds)
+    assert list(zip(problems.keyword, problems.problem, strict=True)) == [("PatientID", "Type 2 attribute missing")]
+
+
+def test_validate_asks_a_user_optional_module_only_when_it_is_present(tmp_path, secret_file):
+    from gantry_node.testing import Study
+
+    series = Study.for_patient(name="DOE^JANE", patient_id="MRN1").series("CT")
+    plain = series.ct_image(rows=16, columns=16).build()  # no Overlay Plane module (U)
+    assert _validate_one(tmp_path / "plain", secret_file, plain).empty
+    overlay = series.ct_image(rows=16, columns=16).with_overlay().build()
+    del overlay[0x60003000]  # Overlay Data: Type 1 of the Overlay Plane module, which is present
+    problems = _validate_one(tmp_path / "overlay", secret_file, overlay)
+    assert list(zip(problems.keyword, problems.problem, strict=True)) == [("OverlayData", "Type 1 attribute missing")]

@@ -116,3 +116,15 @@ def test_scan_and_remediation_across_processes_match_one_process(tmp_path, secre
                             {str(p.relative_to(tmp_path / name)): p.read_bytes()
                              for p in (tmp_path / name).rglob("*.dcm")}))
     assert results[0] == results[1] and len(results[0][1]) == 7  # the ultrasounds: no rule loaded
+
+
+def test_scan_findings_live_in_the_session_database_not_in_memory(session):
+    findings = session.scan_for_phi(progress=False)
+    stored = list(session.catalogue.db.query("select * from scan_findings where scan = ?", [findings.scan]))
+    assert len(stored) == len(findings) > 0 and "value" not in stored[0]
+    assert not any(isinstance(v, list) and v for v in vars(findings).values())  # nothing held per finding
+    # values come back from the instance, in the order the scan found them
+    first = next(iter(findings))
+    assert [f.value for f in findings.for_instance(first.instance_id)] == \
+           [f.value for f in findings if f.instance_id == first.instance_id]
+    assert findings[0].value == first.value is not None

@@ -137,3 +137,29 @@ def test_make_ct_corpus_writes_readable_files(tmp_path):
     assert len({d.PatientID for d in datasets}) == 2
     assert len({d.SOPInstanceUID for d in datasets}) == 5
     assert all(d.Rows == 64 and d.BitsAllocated == 16 for d in datasets)
+
+
+def test_given_uids_attributes_and_private_elements(tmp_path):
+    study = new_study().with_uid("1.2.826.0.1.3680043.8.498.1")
+    series = study.series("CT").with_uid("1.2.826.0.1.3680043.8.498.2", "1.2.826.0.1.3680043.8.498.3")
+    ds = (series.ct_image(rows=32, columns=32, bits=12).with_uid("1.2.826.0.1.3680043.8.498.4")
+          .with_attributes(Manufacturer="ACME", StudyID="S1").with_private(0x0029, "ACME_PHI_1", 0x10, "LO", "copy")
+          .build())
+    assert (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID, ds.SOPInstanceUID,
+            ds.file_meta.MediaStorageSOPInstanceUID) == (
+        "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", "1.2.826.0.1.3680043.8.498.3",
+        "1.2.826.0.1.3680043.8.498.4", "1.2.826.0.1.3680043.8.498.4")
+    assert (ds.Manufacturer, ds.StudyID, ds.BitsStored) == ("ACME", "S1", 12)
+    assert ds.private_block(0x0029, "ACME_PHI_1")[0x10].value == "copy"
+
+
+@pytest.mark.parametrize("kind", ["us", "ct"])
+def test_burned_in_text_lands_in_the_pixels(kind):
+    def image():
+        series = new_study().series(kind.upper())
+        return series.us_image(rows=120, columns=200) if kind == "us" else series.ct_image(rows=120, columns=200)
+
+    before, after = image().build().pixel_array, image().with_burned_in_text(["DOE^JANE"], 10, 10).build()
+    changed = np.argwhere(before != after.pixel_array)
+    assert len(changed) > 20 and changed[:, 0].max() < 40 and changed[:, 1].max() < 120  # only where the text is
+    assert after.pixel_array.max() == (1 << after.BitsStored) - 1

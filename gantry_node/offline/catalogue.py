@@ -7,6 +7,8 @@ Tables:
   attributes, JSON in `attrs`), and what the later steps did (the stored output under the
   session's folder, its pseudonymous UIDs, pixel and verification verdicts).
 - `findings`: PhiFinding records saved by save_analysis (without values).
+- `scan_findings`: what scan_for_phi found, streamed in as the scan runs (without values; a
+  scan's Findings reads them from here, so memory does not grow with the cohort).
 - `audit`: the append-only audit trail (step, event, internal instance id, counts; no PHI).
 
 The database holds original UIDs and patient IDs (the catalogue of the raw data): it is as
@@ -83,6 +85,11 @@ class Catalogue:
         elif self.get_meta("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{self.path}: session schema {self.get_meta('schema_version')!r} is not "
                              f"{SCHEMA_VERSION!r} (written by another gantry-node version)")
+        if "scan_findings" not in db.table_names():  # added within schema 1: a table older sessions lack
+            db["scan_findings"].create({"id": int, "scan": int, "instance_id": int, "seq": int, "entity_type": str,
+                                        "field_name": str, "tag": str, "path": str, "reason": str, "action": str},
+                                       pk="id")
+            db["scan_findings"].create_index(["scan", "instance_id"])
 
     # -- meta --------------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -145,6 +152,29 @@ class Catalogue:
         if analysis is None:
             analysis = next(self.db.query("select max(analysis) as n from findings"))["n"]
         return list(self.db.query("select * from findings where analysis = ? order by id", [analysis]))
+
+    def save_scan(self, scan: int) -> int:
+        """A scan's findings as a new analysis (save_findings without the round trip)."""
+        analysis = (next(self.db.query("select max(analysis) as n from findings"))["n"] or 0) + 1
+        columns = "instance_id, entity_type, field_name, tag, path, reason, action"
+        with self.db.conn:
+            self.db.execute(f"insert into findings (analysis, {columns}) select ?, {columns} from scan_findings "
+                            "where scan = ? order by id", [analysis, scan])
+        return analysis
+
+    def new_scan(self) -> int:
+        return (next(self.db.query("select max(scan) as n from scan_findings"))["n"] or 0) + 1
+
+    def add_scan_findings(self, scan: int, rows: list[dict[str, Any]]) -> None:
+        with self.db.conn:
+            self.db["scan_findings"].insert_all([{**r, "scan": scan} for r in rows], pk="id")
+
+    def scan_findings(self, scan: int, where: str = "", params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
+        return self.db.query(f"select * from scan_findings where scan = ?{' and ' + where if where else ''} "
+                             "order by id", [scan, *params])
+
+    def scan_count(self, scan: int, what: str = "count(*)") -> int:
+        return next(self.db.query(f"select {what} as n from scan_findings where scan = ?", [scan]))["n"]
 
     # -- audit trail -------------------------------------------------------------------------
     def audit(self, step: str, event: str, instance_id: int | None = None, **detail: Any) -> None:

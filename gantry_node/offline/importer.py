@@ -146,13 +146,19 @@ def catalogue_files(paths: list[str], progress: Callable[[Iterable, int], Iterab
 
 def parallel_map(fn: Callable, items: list, progress: Callable[[Iterable, int], Iterable] | None = None,
                  workers: int | None = None, chunksize: int = 64) -> list:
+    return list(parallel_iter(fn, items, progress, workers, chunksize))
+
+
+def parallel_iter(fn: Callable, items: list, progress: Callable[[Iterable, int], Iterable] | None = None,
+                  workers: int | None = None, chunksize: int = 64) -> Iterator:
+    """parallel_map's results one at a time, in order (the caller need not hold them all)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # fork: no re-import of the caller's script (a notebook or a script without a main guard)
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "fork with threads running" (tqdm's monitor)
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 2, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 2, mp_context=context) as pool:
+        with warnings.catch_warnings():  # map submits every chunk, so the workers fork here
+            warnings.simplefilter("ignore", DeprecationWarning)  # "fork with threads running" (tqdm's monitor)
             results = pool.map(fn, items, chunksize=chunksize)
-            return list(progress(results, len(items)) if progress else results)
+        yield from (progress(results, len(items)) if progress else results)

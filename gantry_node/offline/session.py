@@ -56,7 +56,7 @@ from gantry_node.offline import pixels_step, steps, verification
 from gantry_node.offline.catalogue import Catalogue, is_sqlite_file
 from gantry_node.offline.cohort import Device, Patient, build_devices, build_graph
 from gantry_node.offline.common import SessionError, StepReport, progress_bar
-from gantry_node.offline.findings import Findings, PhiFinding
+from gantry_node.offline.findings import Findings, PhiFinding, ScanFindings
 from gantry_node.offline.importer import catalogue_files, iter_files
 from gantry_node.offline.logs import configure_from_env, log
 
@@ -295,22 +295,41 @@ class Session:
     def scan_for_phi(self, rules: Policy | str | Path | None = None, *, progress: bool = True,
                      workers: int | None = None) -> Findings:
         """What the policy (or the policy file `rules`) would change in every original
-        instance, and identifying text it would keep. Values stay in memory."""
+        instance, and identifying text it would keep. The findings stream into the session
+        database without their values (memory does not grow with the cohort); a value is read
+        again from its instance when the Findings are iterated or revealed."""
         policy = self.policy if rules is None else rules if isinstance(rules, Policy) else load_policy(rules)
         rows = self.ok_rows()
-        results = steps.run(steps.scan_one, [(r["id"], r["source"]) for r in rows],
-                            {"policy": policy, "keys": self.keys}, progress_bar("scanning", progress), workers)
-        items: list[PhiFinding] = [f for found in results for f in found]
-        findings = Findings(items, instances=len(rows))
-        self.catalogue.audit("scan", "scanned", instances=len(rows), findings=len(items))
-        log(logging.INFO, "scan done", instances=len(rows), findings=len(items))
+        sources = {r["id"]: r["source"] for r in rows}
+        context = {"policy": policy, "keys": self.keys}
+        scan, count, batch = self.catalogue.new_scan(), 0, []
+        for found in steps.run_iter(steps.scan_one, list(sources.items()), context,
+                                    progress_bar("scanning", progress), workers):
+            batch += [{**f.row(), "seq": seq} for seq, f in enumerate(found)]
+            if len(batch) >= 5000:
+                self.catalogue.add_scan_findings(scan, batch)
+                count, batch = count + len(batch), []
+        self.catalogue.add_scan_findings(scan, batch)
+        count += len(batch)
+
+        def rescan(instance_id: int) -> list[PhiFinding]:
+            return steps.run(steps.scan_one, [(instance_id, sources[instance_id])], context, None, 1)[0]
+
+        findings = ScanFindings(self.catalogue, scan, len(rows), rescan)
+        self.catalogue.audit("scan", "scanned", instances=len(rows), findings=count)
+        log(logging.INFO, "scan done", instances=len(rows), findings=count)
         return findings
 
     def save_analysis(self, findings: Findings) -> int:
         """Persist the findings (without values) as a numbered analysis; returns its number."""
-        rows = [{k: v for k, v in f.row().items()} for f in findings]
-        findings.analysis = self.catalogue.save_findings(rows)
-        self.catalogue.audit("analysis", "saved", analysis=findings.analysis, findings=len(rows))
+        if isinstance(findings, ScanFindings):  # database to database, no values read
+            findings.analysis = self.catalogue.save_scan(findings.scan)
+            saved = len(findings)
+        else:
+            rows = [{k: v for k, v in f.row().items()} for f in findings]
+            findings.analysis = self.catalogue.save_findings(rows)
+            saved = len(rows)
+        self.catalogue.audit("analysis", "saved", analysis=findings.analysis, findings=saved)
         return findings.analysis
 
     def load_analysis(self, analysis: int | None = None) -> Findings:
@@ -358,7 +377,7 @@ class Session:
             algorithm=self.sealing.algorithm,
             sealed=[r["id"] for r in self.ok_rows("output is not null and sealed = 1")],
             pending=[r["id"] for r in self.ok_rows("output is null")],
-            not_covered=[f for f in (findings or []) if f.action.startswith("keep")],
+            not_covered=_kept(findings),
         )
         self.catalogue.audit("backup", "identities", sealed=len(backup.sealed), pending=len(backup.pending),
                              not_covered=len(backup.not_covered))
@@ -385,7 +404,7 @@ class Session:
         invalidates pixel work done on the previous output). Findings whose action is "keep"
         are returned in `not_addressed`: the policy keeps them; add an override to change that."""
         report = self._remediate(self.ok_rows(), "remediate", progress, workers)
-        report.not_addressed = [f for f in (findings or []) if f.action.startswith("keep")]
+        report.not_addressed = _kept(findings)
         return report
 
     anonymize_metadata = apply_remediation
@@ -527,3 +546,10 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session({str(self.path)!r}: {self.catalogue.count('status = ' + repr('ok'))} instances, "
                 f"{self.catalogue.count('output is not null')} de-identified)")
+
+
+def _kept(findings: Findings | Iterable[PhiFinding] | None) -> list[PhiFinding]:
+    """The findings the policy keeps (a scan's are read from the session database)."""
+    if isinstance(findings, Findings):
+        return findings.kept()
+    return [f for f in (findings or []) if f.action.startswith("keep")]

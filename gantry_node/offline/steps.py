@@ -9,7 +9,7 @@ import hashlib
 import json
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,27 @@ from gantry_node.engine.pipeline import Quarantine, Work, stage_deidentify, stag
 from gantry_node.io.durable import write_atomic
 from gantry_node.io.part10 import BadInput, read_instance
 from gantry_node.offline.findings import PhiFinding
-from gantry_node.offline.importer import PARALLEL_THRESHOLD, header_row, parallel_map
+from gantry_node.offline.importer import PARALLEL_THRESHOLD, header_row, parallel_iter
 
 CONTEXT: dict[str, Any] = {}
 
 
 def run(fn: Callable, items: list, context: dict[str, Any], progress: Callable | None,
         workers: int | None = None) -> list:
+    return list(run_iter(fn, items, context, progress, workers))
+
+
+def run_iter(fn: Callable, items: list, context: dict[str, Any], progress: Callable | None,
+             workers: int | None = None) -> Iterator:
+    """run's results one at a time, in order, so the caller can store each and drop it."""
     CONTEXT.clear()
     CONTEXT.update(context)
     try:
         if len(items) < PARALLEL_THRESHOLD or (workers is not None and workers <= 1):
             results: Iterable = map(fn, items)
-            return list(progress(results, len(items)) if progress else results)
-        return parallel_map(fn, items, progress, workers, chunksize=16)
+            yield from (progress(results, len(items)) if progress else results)
+        else:
+            yield from parallel_iter(fn, items, progress, workers, chunksize=16)
     finally:
         CONTEXT.clear()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import pydicom
@@ -76,17 +77,19 @@ def audit(session: Session, *, progress: bool = True) -> Findings:
 def validate(session: Session):
     """Type 1 and Type 2 attributes per instance that the current state (the stored output
     once de-identified) lacks, or holds empty (Type 1), from the IOD tables the project
-    generates (rules/iod_attribute_types.json). Those tables list the attributes Table
-    E.1-1 can remove, from every module of the IOD, without saying which modules are
-    mandatory: so an attribute is reported when the original had it and the current state
-    does not (de-identification must not make an instance invalid), or when a Type 1
-    attribute is empty. A DataFrame: instance_id, keyword, type, problem."""
+    generates (rules/iod_attribute_types.json; the attributes Table E.1-1 can remove or empty).
+    An attribute is reported missing when a mandatory module of the IOD requires it, when a
+    conditional or user-optional module requires it and that module is present (any of its
+    attributes in the current state; an absent U or C module requires nothing, and removing a
+    whole optional module leaves a valid instance), or, for conditional types, when the
+    original had it and the current state does not (de-identification must not make an
+    instance invalid). A DataFrame: instance_id, keyword, type, problem."""
     import pandas as pd
-    from pydicom.datadict import tag_for_keyword
 
     from gantry_node.engine.deid.profile import iod_types
 
     sop_classes, iods = iod_types()
+    tables = _module_tables()
     problems = []
     for row in session.ok_rows():
         original = read_header(row["source"])
@@ -96,15 +99,49 @@ def validate(session: Session):
             problems.append({"instance_id": row["id"], "keyword": "SOPClassUID", "type": "",
                              "problem": "SOP class not in the IOD tables"})
             continue
+        required = tables["required"].get(iod, {})
+        by_module = tables["module_required"].get(iod, {})
         for keyword, kind in sorted(iods.get(iod, {}).items()):
-            tag = tag_for_keyword(keyword) if "/" not in keyword else None
+            tag = _tag(keyword) if "/" not in keyword else None
             if tag is None or kind not in ("1", "2") or tag == 0x7FE00010:
                 continue
             if tag not in current:
-                if tag in original:
+                if keyword in required or any(_present(m, current, tables) for m in by_module.get(keyword, [])):
+                    lost = "removed" if tag in original else "missing"
+                    problems.append({"instance_id": row["id"], "keyword": keyword, "type": kind,
+                                     "problem": f"Type {kind} attribute {lost}"})
+                elif tag in original and keyword not in by_module:
                     problems.append({"instance_id": row["id"], "keyword": keyword, "type": kind,
                                      "problem": f"Type {kind} attribute removed"})
             elif kind == "1" and current[tag].is_empty:
                 problems.append({"instance_id": row["id"], "keyword": keyword, "type": kind,
                                  "problem": "Type 1 attribute empty"})
     return pd.DataFrame(problems, columns=["instance_id", "keyword", "type", "problem"])
+
+
+def _present(module: str, ds: pydicom.Dataset, tables: dict[str, Any]) -> bool:
+    """Whether `ds` holds any top-level attribute of `module`."""
+    return any((t := _tag(k)) is not None and t in ds for k in tables["module_keywords"].get(module, []))
+
+
+@cache
+def _module_tables() -> dict[str, Any]:
+    """The module flags of rules/iod_attribute_types.json (scripts/gen_iod_types.py)."""
+    import json
+
+    from gantry_node.engine.resources import rules_file
+
+    doc = json.loads(rules_file("iod_attribute_types.json").read_text())
+    return {k: doc.get(k, {}) for k in ("required", "module_required", "module_keywords")}
+
+
+@cache
+def _tag(keyword: str) -> int | None:
+    """The tag of a keyword; a repeating group's (OverlayData, 60xx3000) in its first group."""
+    from pydicom.datadict import RepeatersDictionary, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        mask = next((m for m, entry in RepeatersDictionary.items() if entry[4] == keyword), None)
+        tag = int(mask.replace("x", "0"), 16) if mask else None
+    return tag

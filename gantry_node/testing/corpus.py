@@ -8,8 +8,9 @@ from gantry_node.testing.study import Study
 
 
 def make_ct_corpus(n: int, out_dir: str | Path, patients: int = 1, slices_per_series: int = 100,
-                   rows: int = 512, columns: int = 512, phi: bool = True) -> list[Path]:
-    """Write `n` 16-bit CT files (rows x columns) under `out_dir`, spread over `patients`
+                   rows: int = 512, columns: int = 512, phi: bool = True,
+                   bits: int = 16) -> list[Path]:
+    """Write `n` CT files (rows x columns, `bits` 16 or 12 stored) under `out_dir`, spread over `patients`
     patients (one study each, series of `slices_per_series`); returns the paths in order.
     With `phi`, every instance carries the planted PHI of `InstanceBuilder.with_all_phi`."""
     out_dir = Path(out_dir)
@@ -26,7 +27,7 @@ def make_ct_corpus(n: int, out_dir: str | Path, patients: int = 1, slices_per_se
         p = i % patients
         if series[p]._instance_count >= slices_per_series:
             series[p] = studies[p].series("CT")
-        builder = series[p].ct_image(rows=rows, columns=columns, bits=16)
+        builder = series[p].ct_image(rows=rows, columns=columns, bits=bits)
         if phi:
             builder.with_all_phi()
         path = out_dir / f"ct_{i:06d}.dcm"

@@ -26,10 +26,16 @@ class InstanceBuilder:
         self.params = params
         self.transfer_syntax = ExplicitVRLittleEndian
         self._plants: list = []
+        self._uid: str | None = None
 
     @property
     def sop_instance_uid(self) -> str:
-        return self.study.uid("instance", self.series.number, self.number)
+        return self._uid or self.study.uid("instance", self.series.number, self.number)
+
+    def with_uid(self, sop_instance_uid: str) -> InstanceBuilder:
+        """Use this SOP Instance UID instead of the seeded one (the pixels follow the UID)."""
+        self._uid = sop_instance_uid
+        return self
 
     def implicit(self) -> InstanceBuilder:
         """Encode as Implicit VR Little Endian instead of Explicit."""
@@ -84,6 +90,19 @@ class InstanceBuilder:
     def with_nested_phi(self) -> InstanceBuilder:
         """Request Attributes > Scheduled Protocol Code > Protocol Context: name, date, UID at depth 3."""
         return self._plant(phi.nested)
+
+    def with_attributes(self, **values: object) -> InstanceBuilder:
+        """Set attributes by keyword after the modules (e.g. PatientName="...", StudyDate="...")."""
+        return self._plant(phi.attributes, values)
+
+    def with_private(self, group: int, creator: str, offset: int, vr: str, value: object) -> InstanceBuilder:
+        """A private element (group, creator's block, element offset 0x00-0xFF)."""
+        return self._plant(phi.private, group, creator, offset, vr, value)
+
+    def with_burned_in_text(self, lines: list[str], x: int = 10, y: int = 10, size: int = 16) -> InstanceBuilder:
+        """`lines` rendered into the pixels at (x, y), `size` pixels high (Pillow's default font),
+        at the brightest value the image can store, in every frame and channel."""
+        return self._plant(phi.burned_in_text, list(lines), x, y, size)
 
     def with_all_phi(self) -> InstanceBuilder:
         for method in (self.with_other_patient_ids, self.with_institution, self.with_physicians, self.with_operators,

@@ -158,3 +158,28 @@ def nested(ds: Dataset, builder) -> None:
     request.ScheduledProcedureStepID = "SPS" + study.patient_id[-6:]
     request.ScheduledProtocolCodeSequence = Sequence([protocol])
     ds.RequestAttributesSequence = Sequence([request])
+
+
+def attributes(ds: Dataset, builder, values: dict) -> None:
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+
+
+def private(ds: Dataset, builder, group: int, creator: str, offset: int, vr: str, value) -> None:
+    ds.private_block(group, creator, create=True).add_new(offset, vr, value)
+
+
+def burned_in_text(ds: Dataset, builder, lines: list[str], x: int, y: int, size: int) -> None:
+    from gantry_node.testing.text import draw_text
+
+    dtype = np.uint8 if ds.BitsAllocated == 8 else np.uint16
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.SamplesPerPixel)
+    shape = (frames, ds.Rows, ds.Columns) + ((samples,) if samples > 1 else ())
+    arr = np.frombuffer(ds.PixelData, dtype).reshape(shape).copy()
+    top = (1 << int(ds.BitsStored)) - 1
+    for f in range(frames):
+        planes = [arr[f]] if samples == 1 else [arr[f][..., c] for c in range(samples)]
+        for plane in planes:
+            plane[...] = draw_text(plane, lines, x, y, size, top)
+    ds.PixelData = arr.tobytes()

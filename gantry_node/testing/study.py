@@ -26,6 +26,7 @@ class Study:
         self.referring_physician = ""
         self.study_id = "1"
         self.character_set: str | list[str] = "ISO_IR 100"
+        self._uid: str | None = None
         self._series_count = 0
 
     @classmethod
@@ -59,9 +60,14 @@ class Study:
         """A UID fixed by the seed, the patient, the accession number and `parts`."""
         return generate_uid(entropy_srcs=[self.seed, self.patient_id, self.accession_number, *map(str, parts)])
 
+    def with_uid(self, study_instance_uid: str) -> Study:
+        """Use this Study Instance UID instead of the seeded one (e.g. to add to a study a test made)."""
+        self._uid = study_instance_uid
+        return self
+
     @property
     def instance_uid(self) -> str:
-        return self.uid("study")
+        return self._uid or self.uid("study")
 
     def series(self, modality: str, description: str = "") -> Series:
         self._series_count += 1
@@ -82,6 +88,13 @@ class Series:
 
     def described(self, text: str) -> Series:
         self.description = text
+        return self
+
+    def with_uid(self, series_instance_uid: str, frame_of_reference_uid: str | None = None) -> Series:
+        """Use this Series Instance UID (and Frame of Reference UID) instead of the seeded ones."""
+        self.instance_uid = series_instance_uid
+        if frame_of_reference_uid:
+            self.frame_of_reference_uid = frame_of_reference_uid
         return self
 
     def _next(self, kind: str, **params) -> InstanceBuilder:

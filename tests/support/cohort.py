@@ -14,7 +14,7 @@ import numpy as np
 from pydicom.pixels import set_pixel_data
 
 from gantry_node.testing import Study
-from tests.support.pixels import draw_text
+from gantry_node.testing.text import draw_text
 
 PLANTED = ["DOE^JANE^Q", "MRN12345", "19700214", "ACC998877", "ROE^RICHARD", "MRN67890", "19551103", "ACC445566",
            "HOUSE^GREGORY", "WELBY^MARCUS", "ST ELSEWHERE HOSPITAL", "CT3-SPRINGFIELD"]

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from gantry_node.testing import Study as SyntheticStudy
 from tests.conftest import REPO, cli_env, free_port
 
 # PHI planted in every synthetic instance; none of it may reach a destination or a log.
@@ -48,52 +48,17 @@ class Study:
 
 def make_ct(study_uid: str, series_uid: str, sop_uid: str, index: int = 1, size: int = 64,
             patient: dict[str, str] | None = None) -> Dataset:
-    """One small valid CT Image Storage instance with planted PHI."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.Modality = "CT"
-    ds.StudyDate = "20240115"
-    ds.SeriesDate = "20240115"
-    ds.ContentDate = "20240115"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "ACC12345"
-    ds.StudyID = "S1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = index
-    ds.StudyDescription = "CT CHEST"
-    ds.Manufacturer = "ACME"
-    for keyword, value in {**PHI, **(patient or {})}.items():
-        setattr(ds, keyword, value)
-    ds.PatientSex = "F"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.ImagePositionPatient = [0, 0, float(index)]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [0.7, 0.7]
-    ds.SliceThickness = 1.0
-    ds.KVP = 120
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = size
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    rng = np.random.default_rng(index)
-    ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
-    block = ds.private_block(0x0029, PRIVATE_CREATOR, create=True)
-    block.add_new(0x10, "LO", PRIVATE_NAME)
-    return ds
+    """One small valid 12-bit CT Image Storage instance (gantry_node.testing) with these UIDs
+    and the planted PHI above (and `patient`'s attributes over it)."""
+    study = (SyntheticStudy.for_patient(name=PHI["PatientName"], patient_id=PHI["PatientID"],
+                                        birth_date=PHI["PatientBirthDate"], sex="F")
+             .on("20240115", "101500").accession("ACC12345").described("CT CHEST").with_uid(study_uid))
+    study.study_id = "S1"
+    series = study.series("CT").with_uid(series_uid, generate_uid(entropy_srcs=["frame-of-reference", series_uid]))
+    series._instance_count = index - 1  # Instance Number and slice position follow `index`
+    return (series.ct_image(rows=size, columns=size, bits=12).with_uid(sop_uid)
+            .with_attributes(**{**PHI, **(patient or {})}, Manufacturer="ACME")
+            .with_private(0x0029, PRIVATE_CREATOR, 0x10, "LO", PRIVATE_NAME).build())
 
 
 def write_study(folder: Path, count: int, size: int = 64, patient: dict[str, str] | None = None,

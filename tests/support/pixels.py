@@ -20,6 +20,7 @@ from pydicom.pixels import set_pixel_data
 
 from gantry_node.engine.pixels.codec import decode
 from gantry_node.engine.pixels.ocr import luminance, read_words
+from gantry_node.testing.text import draw_text  # noqa: F401 -- tests import it from here too
 
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
@@ -138,25 +139,6 @@ def ocr_text(ds: Dataset) -> str:
     for i in range(decoded.frames.shape[0]):
         words += read_words(luminance(decoded.frames[i], decoded.photometric, ds), i, min_confidence=0)
     return " ".join(w.text for w in words)
-
-
-def draw_text(image: np.ndarray, lines: list[str], x: int, y: int, size: int = 16, value=255) -> np.ndarray:
-    """Render text into a 2-D (or RGB) uint8 array with Pillow's default font at `size` pixels
-    (the FreeType build of the default font; a typical ultrasound overlay is 10-16 px)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default(size=size)
-    height = int(size * 1.4) * len(lines)
-    width = int(max(len(line) for line in lines) * size * 0.8) + 8
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(lines):
-        draw.text((2, i * int(size * 1.4)), line, fill=255, font=font)
-    mask = np.asarray(canvas) > 127
-    out = image.copy()
-    target = out[y:y + height, x:x + width]
-    target[mask[: target.shape[0], : target.shape[1]]] = value
-    return out
 
 
 def text_image(frames: int = 1, modality: str = "US", text_frames: tuple[int, ...] | None = None):
